@@ -56,7 +56,7 @@ class Param:
 
         def bad(reason=""):
             return ParamError(
-                f"strategy {owner!r}: param {name}={value!r} is invalid{reason}; "
+                f"{owner}: param {name}={value!r} is invalid{reason}; "
                 f"allowed: {self.allowed()}"
             )
 
@@ -123,12 +123,15 @@ class Config:
 
 
 def resolve(declared: dict[str, Param], overrides: dict, *, owner: str) -> dict:
-    """Defaults overlaid with checked overrides; unknown names list the valid ones."""
+    """Defaults overlaid with checked overrides; unknown names list the valid ones.
+
+    ``owner`` names what the params belong to in messages, e.g. "strategy 'fastv'".
+    """
     unknown = sorted(set(overrides) - set(declared))
     if unknown:
-        valid = ", ".join(sorted(declared)) or "(this strategy has no params)"
+        valid = ", ".join(sorted(declared)) or "(none)"
         raise ParamError(
-            f"strategy {owner!r}: unknown param{'s' if len(unknown) > 1 else ''} "
+            f"{owner}: unknown param{'s' if len(unknown) > 1 else ''} "
             f"{', '.join(unknown)}; valid params: {valid}"
         )
     values = {}

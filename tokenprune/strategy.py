@@ -79,7 +79,7 @@ class Strategy:
             raise PluginError(f"strategy {cls.name!r} ({where}) does not implement select()")
 
     def __init__(self, **params):
-        self.cfg = Config(resolve(self.all_params(), params, owner=self.name))
+        self.cfg = Config(resolve(self.all_params(), params, owner=f"strategy {self.name!r}"))
 
     @property
     def exact_budget(self) -> bool:

@@ -1,0 +1,65 @@
+"""The benchmark contract: samples in, per-sample scores and aggregate metrics out.
+
+A benchmark class declares ``name``, ``params`` (options from the YAML grid,
+each a tokenprune.Param), ``protocols`` and ``main_metric``, and implements
+``samples()`` (deterministic order, honouring ``limit``/``seed``), ``score()``
+(pure, per sample, JSON-able) and ``aggregate()`` (pure, over per-sample records).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator
+
+from ..errors import PluginError
+from ..params import Config, Param, resolve
+
+
+@dataclass
+class Sample:
+    """One question. ``images`` are PIL images; ``frames`` are PIL images of a video (uniformly sampled)."""
+
+    id: str
+    prompt: str
+    references: Any  # str, list of str (VQA answers), option letter, ...
+    images: list = field(default_factory=list)
+    frames: list | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # question type, category, split, options...
+
+
+class Benchmark:
+    """Base class of every benchmark."""
+
+    name: ClassVar[str] = ""
+    params: ClassVar[dict[str, Param]] = {}
+    protocols: ClassVar[tuple[str, ...]] = ("lmms-eval",)
+    main_metric: ClassVar[str] = "accuracy"
+    max_new_tokens: ClassVar[int] = 16  # generation length the protocol needs
+
+    @classmethod
+    def all_params(cls) -> dict[str, Param]:
+        common = {
+            "limit": Param(None, "evaluate only this many samples (seeded subset, groups kept whole)", int, min=1),
+            "seed": Param(0, "seed of the subset drawn by limit", int),
+            "protocol": Param(cls.protocols[0], "scoring protocol", str, choices=tuple(cls.protocols)),
+        }
+        return {**common, **cls.params}
+
+    def __init__(self, **options):
+        if not self.name:
+            raise PluginError(f"benchmark class {type(self).__qualname__} has no name")
+        self.cfg = Config(resolve(self.all_params(), options, owner=f"benchmark {self.name!r}"))
+
+    def samples(self) -> Iterator[Sample]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def score(self, sample: Sample, prediction: str) -> dict[str, Any]:  # pragma: no cover - abstract
+        """Per-sample scores, e.g. {"correct": 1.0}; must be JSON-serialisable."""
+        raise NotImplementedError
+
+    def aggregate(self, records: list[dict]) -> dict[str, float]:  # pragma: no cover - abstract
+        """Metrics from records {"id", "prediction", "score", "meta"}; includes ``main_metric``."""
+        raise NotImplementedError
+
+    def source(self) -> dict[str, Any]:
+        """Provenance recorded with every result: dataset id or path, revision, split."""
+        return {}
