@@ -1,0 +1,131 @@
+"""The `tokenprune` command line.
+
+User mistakes (TokenpruneError, bad YAML, missing files) print one clear line
+on stderr and exit with status 2; they never show a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+
+from .errors import TokenpruneError
+
+KIND_CHOICES = ("strategies", "models", "benchmarks", "executors")
+
+
+def _cmd_list(args) -> int:
+    from . import registry
+
+    kinds = [args.kind] if args.kind else list(KIND_CHOICES)
+    for kind in kinds:
+        found = registry.names(kind, args.pattern)
+        if len(kinds) > 1:
+            print(f"{kind}:")
+            for name in found:
+                print(f"  {name}")
+        else:
+            for name in found:
+                print(name)
+    return 0
+
+
+def _cmd_plugins(args) -> int:
+    from . import registry
+
+    print(json.dumps(registry.describe_plugins(), indent=2))
+    return 0
+
+
+def format_strategy(info: dict) -> str:
+    """`tokenprune show` text for one strategy (from Strategy.describe())."""
+    lines = [f"{info['name']}", ""]
+    lines.append(f"  stage:    {info['stage']}" + (f" (default layer K={info['layer']})" if info["layer"] is not None else ""))
+    lines.append(f"  requires: {', '.join(info['requires']) or '(nothing)'}")
+    if info["paper"]:
+        lines.append(f"  paper:    {info['paper']}")
+    lines.append("")
+    if info["doc"]:
+        lines += ["  " + ln if ln else "" for ln in info["doc"].splitlines()] + [""]
+    lines.append("  params:")
+    if not info["params"]:
+        lines.append("    (none)")
+    for name, p in info["params"].items():
+        lines.append(f"    {name} = {p['default']!r}    [{p['allowed']}]")
+        if p["help"]:
+            lines += textwrap.wrap(p["help"], 88, initial_indent="        ", subsequent_indent="        ")
+    return "\n".join(lines)
+
+
+def _cmd_show(args) -> int:
+    from .api import strategy_class
+
+    print(format_strategy(strategy_class(args.strategy).describe()))
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from .runner.cli import run_command
+
+    return run_command(args)
+
+
+def _cmd_report(args) -> int:
+    from .report.cli import report_command
+
+    return report_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tokenprune", description="Visual-token pruning benchmark framework")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list registered strategies, models, benchmarks or executors")
+    p.add_argument("kind", nargs="?", choices=KIND_CHOICES)
+    p.add_argument("pattern", nargs="?", help="fnmatch pattern, e.g. 'd*'")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("plugins", help="loaded plugins as JSON (distribution, version, hooks, names)")
+    p.set_defaults(func=_cmd_plugins)
+
+    p = sub.add_parser("show", help="explain one strategy: stage, layer, signals, params, paper")
+    p.add_argument("strategy")
+    p.set_defaults(func=_cmd_show)
+
+    p = sub.add_parser("run", help="run an experiment grid (YAML)")
+    p.add_argument("grid", help="path to the grid YAML, e.g. experiments/sweep.yaml")
+    p.add_argument("--dry-run", action="store_true", help="validate the grid and print its cells; run nothing")
+    p.add_argument("--out", help="run directory (default: runs/<grid name>)")
+    p.add_argument("--executor", help="override the grid's executor")
+    p.add_argument("--smoke", action="store_true", help="substitute the bundled model and a small limit (exercise any grid on CPU)")
+    p.add_argument("--limit", type=int, help="override every benchmark's sample limit")
+    p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("report", help="write the comparison report of a run directory")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="report directory (default: reports/<run name>)")
+    p.set_defaults(func=_cmd_report)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except TokenpruneError as exc:
+        print(f"tokenprune: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"tokenprune: error: file not found: {exc.filename or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tokenprune: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
