@@ -101,7 +101,8 @@ class StrategyConformance:
                 continue
             k, a, _, c = make_inputs(tp_strategy, batch=1)
             target = {"keys": k, "attn": a}.get(name, getattr(c, name, None))
-            target.view(-1)[target.numel() // 2] = math.nan
+            # unravel instead of view(-1): the signal may be a non-contiguous tensor
+            target[torch.unravel_index(torch.tensor(target.numel() // 2), target.shape)] = math.nan
             with pytest.raises(StrategyInputError, match=tp_strategy.name):
                 tp_strategy.select(k, a, coords, 8, c)
             poisoned = True
