@@ -1,7 +1,110 @@
-"""Built-in strategy plugin `divprune` (being implemented)."""
-from tokenprune import hookimpl
+"""Built-in strategy plugin `divprune`: greedy max-min diversity on the projector outputs."""
+from __future__ import annotations
+
+import torch
+
+from tokenprune import Param, Selection, Strategy, hookimpl
+
+from ._selection_ops import pad_rows, symmetric_gram, unit_rows
+
+
+class DivPrune(Strategy):
+    """DivPrune: keep the most diverse `budget` image tokens (greedy max-min, before the LLM).
+
+    Text-agnostic; reads only `keys` = the projector outputs (the LLM input
+    embeddings of the image tokens, for LLaVA-NeXT the whole packed span,
+    newline rows included).
+
+    Algorithm (official code, vbdi/divprune):
+      D = 1 - cos(k_i, k_j), the cosine-distance matrix [N, N].
+      First pick: the token whose nearest other token is farthest away, i.e.
+        argmax_j of the second-smallest entry of column j (the smallest is the
+        token itself).
+      Then repeatedly pick argmax_j min_{s picked} D[s, j].
+      argmax ties go to the lowest index (torch.argmax, as the official code).
+    The kept tokens are returned ascending; `info["order"]` holds the pick order.
+
+    Precision: D is computed in float32 (float64 stays float64); the official
+    code uses the model dtype (fp16/bf16), which can flip near-ties.
+
+    Budget: the official code keeps M = round(ratio * N) with Python's round
+    (SUBSET_RATIO 0.098 of 576 gives 56); tokenprune takes M as `budget`.
+
+    `faithful` (default false):
+      false: already-picked tokens are excluded from later picks, so exactly
+        `budget` distinct tokens are kept.
+      true: the official loop, which does not exclude them and relies on
+        D[s, s] ~ 0; with exact duplicates (flat image regions) or rounding it
+        can pick an index again. Such repeats are kept once (the official
+        splice would insert that row twice), so the realised count can be
+        below `budget`; rows are then padded with -1 and
+        `info["duplicate_picks"]` counts the repeats per sample.
+
+    Engine note: the official LLaVA integration compacts the position ids of
+    the shortened sequence (they come from the attention-mask cumsum); that
+    is the engine's `positions` setting, not part of the selection.
+    """
+
+    name = "divprune"
+    stage = "pre_llm"
+    requires = frozenset({"keys"})
+    paper = "Alvar et al., DivPrune: Diversity-based Visual Token Pruning for Large Multimodal Models, CVPR 2025"
+    params = {
+        "faithful": Param(False, "official loop without masking already-picked tokens (repeats possible, "
+                                 "count may fall below budget)"),
+    }
+
+    @property
+    def exact_budget(self) -> bool:
+        return not self.cfg.faithful
+
+    def select(self, keys, attn, coords, budget, ctx):
+        distance = cosine_distance(keys)
+        order = greedy_max_min(distance, budget, exclude_picked=not self.cfg.faithful)
+        keep, duplicates = unique_sorted(order)
+        return Selection(keep=keep, info={"order": order, "duplicate_picks": duplicates})
+
+
+def cosine_distance(features: torch.Tensor) -> torch.Tensor:
+    """1 - cosine similarity between all pairs of rows: [B, N, d] -> [B, N, N] (symmetric)."""
+    distance = symmetric_gram(unit_rows(features))
+    return distance.neg_().add_(1.0)  # 1 - cos, in place (same rounding as 1 - cos)
+
+
+def greedy_max_min(distance: torch.Tensor, count: int, *, exclude_picked: bool) -> torch.Tensor:
+    """Pick order [B, count] of the greedy max-min rule on a symmetric distance matrix [B, N, N]."""
+    B, N, _ = distance.shape
+    rows = torch.arange(B, device=distance.device)
+    # first pick: farthest nearest neighbour = max over j of the 2nd-smallest entry of column j
+    # (columns here and rows in the loop, as the official code reads them)
+    if N > 1:
+        nearest_other = torch.topk(distance, 2, dim=-2, largest=False).values[:, 1]
+    else:
+        nearest_other = distance[:, 0]
+    picked = nearest_other.argmax(dim=-1)
+    order = [picked]
+    # running distance of every token to its nearest picked token
+    score = distance[rows, picked].clone()
+    for _ in range(count - 1):
+        if exclude_picked:
+            score[rows, picked] = float("-inf")
+        picked = score.argmax(dim=-1)
+        order.append(picked)
+        torch.minimum(score, distance[rows, picked], out=score)
+    return torch.stack(order, dim=1)
+
+
+def unique_sorted(order: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """Ascending distinct indices per row (right-padded with -1) and the number of repeats per row."""
+    ascending = order.sort(dim=-1).values
+    repeated = torch.zeros_like(ascending, dtype=torch.bool)
+    repeated[:, 1:] = ascending[:, 1:] == ascending[:, :-1]
+    duplicates = repeated.sum(dim=1).tolist()
+    if not any(duplicates):
+        return ascending, duplicates
+    return pad_rows([row[~rep] for row, rep in zip(ascending, repeated)]), duplicates
 
 
 @hookimpl
 def register_strategies(register):
-    pass
+    register(DivPrune)
