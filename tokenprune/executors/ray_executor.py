@@ -1,0 +1,35 @@
+"""Ray: one task per model group on any Ray cluster; results come back to the driver (extra `tokenprune[ray]`)."""
+from __future__ import annotations
+
+from ..errors import ConfigError
+from ..params import Param
+from .base import Executor
+from .detached import group_payload, merge_result, run_detached
+
+
+class RayExecutor(Executor):
+    """A Ray task per model group (num_gpus per task), results merged into the run directory by the driver."""
+
+    name = "ray"
+    params = {
+        "address": Param(None, "Ray cluster address (default: start or join a local one)", str),
+        "num_gpus": Param(0.0, "GPUs per task", float, min=0.0),
+        "num_cpus": Param(1.0, "CPUs per task", float, min=0.0),
+    }
+
+    def run(self, groups, store, *, warmup, progress):
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("executor 'ray' needs Ray: pip install 'tokenprune[ray]'") from None
+        started_here = not ray.is_initialized()
+        if started_here:
+            ray.init(address=self.options["address"], include_dashboard=False, ignore_reinit_error=True)
+        task = ray.remote(num_gpus=self.options["num_gpus"], num_cpus=self.options["num_cpus"])(run_detached)
+        futures = [(cells, task.remote(group_payload(model, cells, store), warmup)) for model, cells in groups]
+        status = {}
+        for cells, future in futures:
+            status.update(merge_result(ray.get(future), cells, store))
+            for cell in cells:
+                progress.cell_done(cell, status[cell.id])
+        return status

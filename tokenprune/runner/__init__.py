@@ -1,0 +1,1 @@
+"""The sweep runner: YAML grid -> validated cells -> results on disk (resumable)."""

@@ -1,0 +1,104 @@
+"""`tokenprune run GRID`: validate, expand, execute, summarise, report."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .. import registry
+from ..errors import TokenpruneError
+from .grid import load_grid
+from .progress import Progress
+from .store import RunStore
+
+
+def _groups(cells):
+    groups: dict[str, tuple] = {}
+    for cell in cells:
+        groups.setdefault(cell.model.key(), (cell.model, []))[1].append(cell)
+    return list(groups.values())
+
+
+def smoke_overrides(raw_path: Path, limit: int | None) -> dict:
+    """--smoke: the bundled model in place of every model, and a small limit on every benchmark."""
+    import yaml
+
+    raw = yaml.safe_load(raw_path.read_text()) or {}
+    smoke = raw.get("smoke") or {}
+    model = {"adapter": smoke.get("adapter", "llava"), "checkpoint": smoke.get("checkpoint", "zoo:tiny-llava-shapes"),
+             "label": "smoke"}
+    bench_limit = limit or smoke.get("limit", 4)
+    benches = []
+    for entry in raw.get("benchmarks") or []:
+        entry = {"name": entry} if isinstance(entry, str) else dict(entry)
+        if smoke.get("benchmark"):
+            entry = {"name": smoke["benchmark"]}
+        entry["limit"] = bench_limit
+        benches.append(entry)
+    return {"models": [model], "benchmarks": benches}
+
+
+def run_command(args) -> int:
+    path = Path(args.grid)
+    overrides = {}
+    if getattr(args, "smoke", False):
+        overrides.update(smoke_overrides(path, args.limit))
+    elif args.limit:
+        import yaml
+
+        raw = yaml.safe_load(path.read_text()) or {}
+        overrides["benchmarks"] = [
+            {**({"name": b} if isinstance(b, str) else b), "limit": args.limit} for b in raw.get("benchmarks") or []
+        ]
+    if args.executor:
+        overrides["executor"] = args.executor
+    grid = load_grid(path, overrides=overrides)
+    if args.dry_run:
+        print(f"{grid.name}: {len(grid.cells)} cells, executor {grid.executor}")
+        for cell in grid.cells:
+            print(f"  {cell.id}  {cell.describe()}")
+        return 0
+    out = Path(args.out) if args.out else Path("runs") / grid.name
+    store = RunStore(out)
+    store.init(grid.path, grid.raw)
+    executor = registry.lookup("executors", grid.executor)(**grid.executor_options)
+    progress = Progress(total_cells=len(grid.cells), enabled=not args.quiet)
+    try:
+        status = executor.run(_groups(grid.cells), store, warmup=grid.latency_warmup, progress=progress)
+    finally:
+        progress.close()
+    print_summary(grid, store, status)
+    if not args.no_report:
+        try:
+            from ..report import write_report
+        except ImportError:
+            pass
+        else:
+            try:
+                where = write_report(store.root, out=getattr(args, "report_out", None))
+                print(f"report: {where}")
+            except TokenpruneError as exc:
+                print(f"tokenprune: report not written: {exc}", file=sys.stderr)
+    failed = [cid for cid, s in status.items() if s == "failed"]
+    return 1 if failed else 0
+
+
+def print_summary(grid, store, status):
+    from .collect import collect
+
+    df = collect(store.root)
+    ids = {c.id for c in grid.cells}
+    df = df[df["cell"].isin(ids)] if not df.empty else df
+    print(f"\n{grid.name}: {len(ids)} cells in {store.root}")
+    if not df.empty:
+        cols = ["model", "label", "budget_label", "benchmark", "status", "score", "relative",
+                "tokens.kept_mean", "latency.prefill_s_median"]
+        shown = df[[c for c in cols if c in df.columns]].copy()
+        with __import__("pandas").option_context("display.max_rows", 500, "display.width", 200,
+                                                  "display.max_columns", 20, "display.float_format", "{:.3g}".format):
+            print(shown.to_string(index=False))
+    counts = {s: list(status.values()).count(s) for s in ("done", "skipped", "failed")}
+    print(f"done {counts['done']}, skipped (already finished) {counts['skipped']}, failed {counts['failed']}")
+    for cs in store.cells():
+        if status.get(cs.cell.id) == "failed":
+            err = cs.error() or {}
+            print(f"FAILED {cs.cell.describe()}: {err.get('type', '')}: {str(err.get('message', ''))[:300]}")

@@ -1,0 +1,166 @@
+"""Running cells: load each model once, prune, generate, score, append per sample, then metrics."""
+from __future__ import annotations
+
+import hashlib
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+from .. import flops, registry, timing
+from ..errors import ConfigError
+from . import metrics as cell_metrics
+from .progress import Progress
+from .spec import CellSpec, ModelSpec
+from .store import CellStore, RunStore
+
+BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+
+def resolve_checkpoint(checkpoint: str) -> str:
+    """``zoo:<name>`` names a checkpoint bundled in the package; anything else goes to from_pretrained."""
+    if checkpoint.startswith("zoo:"):
+        from .. import zoo
+
+        path = Path(zoo.__file__).parent / "checkpoints" / checkpoint[4:]
+        if not path.is_dir():
+            known = sorted(p.name for p in (Path(zoo.__file__).parent / "checkpoints").glob("*") if p.is_dir())
+            raise ConfigError(f"no bundled checkpoint {checkpoint!r}; bundled: {', '.join('zoo:' + k for k in known) or '(none)'}")
+        return str(path)
+    return checkpoint
+
+
+def load_model(spec: ModelSpec):
+    from ..models import load
+
+    return load(spec.adapter, resolve_checkpoint(spec.checkpoint), dtype=spec.dtype,
+                attn_implementation=spec.attn_implementation, device=spec.device)
+
+
+def sample_seed(seed: int, sample_id: str) -> int:
+    """Per-sample seed from the cell seed and the sample id: independent of order, batch and resume."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{sample_id}".encode()).digest()[:8], "little") % (2**63)
+
+
+def run_group(model_spec: ModelSpec, cells: list[CellSpec], store: RunStore, *, warmup: int,
+              progress: Progress | None = None) -> dict[str, str]:
+    """Run every cell that shares one model; returns {cell id: 'done' | 'skipped' | 'failed'}."""
+    progress = progress or Progress(enabled=False)
+    status = {}
+    todo = []
+    for cell in cells:
+        cs = store.cell(cell)
+        cs.prepare()
+        if cs.done:
+            status[cell.id] = "skipped"
+            progress.cell_done(cell, "skipped")
+        else:
+            todo.append((cell, cs))
+    if not todo:
+        return status
+    try:
+        vlm = load_model(model_spec)
+    except Exception as exc:  # every cell of this model records why it could not run
+        for cell, cs in todo:
+            cs.fail(exc)
+            status[cell.id] = "failed"
+            progress.cell_done(cell, "failed")
+        return status
+    for cell, cs in todo:
+        status[cell.id] = run_cell(vlm, cell, cs, warmup=warmup, progress=progress)
+        progress.cell_done(cell, status[cell.id])
+    return status
+
+
+def _pruning(vlm, cell: CellSpec):
+    if cell.strategy == "vanilla":
+        return nullcontext(None)  # the reference is the untouched model
+    from ..engine import apply
+
+    return apply(vlm, cell.strategy, budget=cell.budget, keep_ratio=cell.keep_ratio, **cell.params)
+
+
+def run_cell(vlm, cell: CellSpec, cs: CellStore, *, warmup: int, progress: Progress) -> str:
+    try:
+        bench = registry.lookup("benchmarks", cell.benchmark)(**cell.benchmark_options)
+        samples = list(bench.samples())
+        done = cs.completed_ids()
+        todo = [s for s in samples if s.id not in done]
+        max_new = cell.generation.get("max_new_tokens", bench.max_new_tokens)
+        gen_kwargs = {k: v for k, v in cell.generation.items() if k != "max_new_tokens"}
+        bar = progress.samples(cell, total=len(samples), initial=len(samples) - len(todo))
+        measured_so_far = 0
+        with _pruning(vlm, cell) as handle:
+            for start in range(0, len(todo), cell.batch_size):
+                batch = todo[start:start + cell.batch_size]
+                if handle is not None:
+                    handle.set_seeds([sample_seed(cell.seed, s.id) for s in batch])
+                    handle.clear()
+                inputs = vlm.build_inputs(batch)
+                started = time.perf_counter()
+                result = vlm.generate(inputs, max_new_tokens=max_new, **gen_kwargs)
+                wall = time.perf_counter() - started
+                prune_records = list(handle.records) if handle is not None else [None] * len(batch)
+                prompt_tokens = vlm.prompt_lengths(inputs)
+                n_visual = vlm.visual_token_counts(inputs)
+                for i, sample in enumerate(batch):
+                    cs.append(_record(bench, sample, result, i, prune_records[i], prompt_tokens[i], n_visual[i],
+                                      wall, warm=measured_so_far < warmup))
+                    measured_so_far += 1
+                bar.update(len(batch))
+        bar.close()
+        order = {s.id: i for i, s in enumerate(samples)}
+        records = sorted((r for r in cs.records() if r["id"] in order), key=lambda r: order[r["id"]])
+        cs.finish(_cell_metrics(vlm, cell, bench, records))
+        return "done"
+    except Exception as exc:  # isolation: record the failure, let the sweep go on
+        cs.fail(exc)
+        return "failed"
+
+
+def _record(bench, sample, result, i, prune, prompt_tokens, n_visual, wall, warm) -> dict:
+    text = result.texts[i]
+    timings = dict(result.timings or {})
+    timings.setdefault("total_s", wall)
+    if prune is not None:
+        timings["select_s"] = prune.get("select_s")
+        timings["vision_s"] = prune.get("vision_s", timings.get("vision_s"))
+    return {
+        "id": sample.id,
+        "prediction": text,
+        "score": bench.score(sample, text),
+        "meta": sample.meta,
+        "n_visual": n_visual,
+        "count": prune["count"] if prune is not None else n_visual,
+        "kept": prune.get("kept") if prune is not None else None,
+        "order": (prune.get("info") or {}).get("order") if prune is not None else None,
+        "prompt_tokens": prompt_tokens,
+        "new_tokens": result.new_tokens[i] if getattr(result, "new_tokens", None) else None,
+        "timings": timings,
+        "warmup": warm,
+    }
+
+
+def _cell_metrics(vlm, cell: CellSpec, bench, records: list[dict]) -> dict:
+    from ..api import strategy_class
+
+    strategy = strategy_class(cell.strategy)(**cell.params)
+    if cell.strategy == "vanilla":
+        prune_layer = None
+    else:
+        prune_layer = strategy.prune_layer if strategy.stage == "llm" else 0
+    shape = flops.LLMShape.from_config(vlm.model.config)
+    out = {
+        "cell": cell.id,
+        "benchmark_metrics": bench.aggregate(records),
+        "main_metric": bench.main_metric,
+        "samples": len(records),
+        "source": bench.source(),
+        "protocol": cell.benchmark_options.get("protocol"),
+        "tokens": cell_metrics.token_stats(records),
+        "flops": cell_metrics.flops_stats(records, shape, prune_layer, BYTES.get(cell.model.dtype, 4)),
+        "latency": cell_metrics.latency_stats(records),
+        "memory": timing.peak_memory_bytes(cell.model.device),
+        "environment": cell_metrics.environment(cell.model.device, cell.model.dtype, cell.model.attn_implementation),
+        "prune_layer": prune_layer,
+    }
+    return out

@@ -1,0 +1,69 @@
+"""A cell of a sweep (one model x strategy+params x budget x benchmark x seed) and its stable id."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    label: str
+    adapter: str
+    checkpoint: str
+    dtype: str = "float32"
+    attn_implementation: str = "sdpa"
+    device: str = "cpu"
+
+    def key(self) -> str:
+        """Cells with the same key share one loaded model."""
+        return canonical_json(asdict(self))
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    model: ModelSpec
+    strategy: str
+    params: dict  # fully resolved strategy params (defaults included)
+    budget: int | None  # absolute visual tokens kept per sample; None with keep_ratio or for vanilla
+    keep_ratio: float | None
+    benchmark: str
+    benchmark_options: dict  # fully resolved benchmark options
+    seed: int
+    generation: dict = field(default_factory=dict)
+    batch_size: int = 1
+    label: str = ""  # strategy label shown in reports (name + non-default params)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        return d
+
+    @property
+    def id(self) -> str:
+        return cell_id(self.as_dict())
+
+    def budget_label(self) -> str:
+        if self.strategy == "vanilla":
+            return "all"
+        if self.budget is not None:
+            return str(self.budget)
+        return f"{self.keep_ratio:.1%}"
+
+    def describe(self) -> str:
+        return (f"{self.model.label} | {self.label or self.strategy} | budget {self.budget_label()} | "
+                f"{self.benchmark} | seed {self.seed}")
+
+
+def canonical_json(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def cell_id(spec_dict: dict) -> str:
+    """Hash of the canonical spec: the same cell always gets the same id, whatever the YAML order."""
+    return hashlib.sha256(canonical_json(spec_dict).encode()).hexdigest()[:16]
+
+
+def cell_from_dict(d: dict) -> CellSpec:
+    d = dict(d)
+    d["model"] = ModelSpec(**d["model"])
+    return CellSpec(**d)

@@ -1,0 +1,30 @@
+"""Worker entry point: `python -m tokenprune.runner.worker RUN_DIR --cells ID,ID --warmup N`."""
+import argparse
+import os
+
+import torch
+
+from .execute import run_group
+from .store import RunStore
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run_dir")
+    ap.add_argument("--cells", required=True)
+    ap.add_argument("--warmup", type=int, default=2)
+    a = ap.parse_args(argv)
+    if os.environ.get("TOKENPRUNE_WORKER_THREADS"):
+        torch.set_num_threads(int(os.environ["TOKENPRUNE_WORKER_THREADS"]))
+    store = RunStore(a.run_dir)
+    wanted = set(a.cells.split(","))
+    cells = [cs.cell for cs in store.cells() if cs.cell.id in wanted]
+    groups: dict[str, list] = {}
+    for cell in cells:
+        groups.setdefault(cell.model.key(), []).append(cell)
+    for group in groups.values():
+        run_group(group[0].model, group, store, warmup=a.warmup)
+
+
+if __name__ == "__main__":
+    main()
