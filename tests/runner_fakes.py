@@ -1,0 +1,55 @@
+"""Test-only plugin: a registered benchmark with hand-made samples, and a model name for grid validation."""
+import pytest
+
+import tokenprune as tp
+from tokenprune import registry
+from tokenprune.benchmarks import Benchmark, Sample
+from tokenprune.plugins import pm
+
+
+class CountingBench(Benchmark):
+    """n numbered questions; the answer to question i is 'yes' when i is even."""
+
+    name = "counting_bench"
+    params = {"n": tp.Param(6, "number of questions", int, min=1)}
+    max_new_tokens = 3
+
+    def samples(self):
+        ids = list(range(self.cfg.n))
+        if self.cfg.limit:
+            ids = ids[: self.cfg.limit]
+        for i in ids:
+            yield Sample(id=f"q{i}", prompt=f"Is {i} even?", references="yes" if i % 2 == 0 else "no",
+                         meta={"type": "parity"})
+
+    def score(self, sample, prediction):
+        return {"correct": float(prediction.strip().lower() == sample.references)}
+
+    def aggregate(self, records):
+        return {"accuracy": 100.0 * sum(r["score"]["correct"] for r in records) / max(1, len(records))}
+
+
+class FakeAdapter:
+    name = "fake_vlm"
+
+
+class _Plugin:
+    @staticmethod
+    @tp.hookimpl
+    def register_benchmarks(register):
+        register(CountingBench)
+
+    @staticmethod
+    @tp.hookimpl
+    def register_models(register):
+        register(FakeAdapter)
+
+
+@pytest.fixture
+def fake_plugin():
+    plugin = _Plugin()
+    pm.register(plugin, name="runner-fakes")
+    registry.clear_caches()
+    yield
+    pm.unregister(plugin)
+    registry.clear_caches()
