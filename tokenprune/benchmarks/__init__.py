@@ -1,10 +1,34 @@
-"""Benchmarks, one module per benchmark; registered through ``register_benchmarks``."""
+"""Benchmarks, one module per benchmark; registered through ``register_benchmarks``.
+
+Scorers live in ``scoring/`` (pure functions); ``_dataset`` holds the shared
+loading, sub-sampling and provenance machinery.
+"""
 from ..hookspecs import hookimpl
 from .base import Benchmark, Sample
 
-__all__ = ["Benchmark", "Sample"]
+__all__ = ["Benchmark", "Sample", "BUILTIN"]
+
+# (module, class) of every built-in benchmark; imported when registered.
+BUILTIN = (
+    ("gqa", "GQA"),
+    ("mmbench", "MMBench"),
+    ("mme", "MME"),
+    ("pope", "POPE"),
+    ("scienceqa", "ScienceQAImg"),
+    ("textvqa", "TextVQA"),
+    ("ocrbench", "OCRBench"),
+    ("seedbench", "SEEDBench"),
+    ("okvqa", "OKVQA"),
+    ("egoschema", "EgoSchema"),
+    ("nextqa", "NExTQA"),
+    ("videomme", "VideoMME"),
+    ("egoplan", "EgoPlan"),
+)
 
 
 @hookimpl
 def register_benchmarks(register):
-    pass
+    import importlib
+
+    for module, cls in BUILTIN:
+        register(getattr(importlib.import_module(f"{__name__}.{module}"), cls))

@@ -1,0 +1,117 @@
+"""Loading benchmark tables with ``datasets``, from the hub or a local copy,
+and checking rows with errors that name the benchmark, the field and the row."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import TokenpruneError
+
+# Single files load with the builder their suffix names.
+_BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv", ".arrow": "arrow"}
+
+
+class BenchmarkDataError(TokenpruneError, ValueError):
+    """A dataset that cannot be loaded, or a row that lacks a field or has a bad value."""
+
+
+def load_table(benchmark: str, dataset: str, config: str | None, split: str, revision: str | None):
+    """A ``datasets.Dataset`` from a hub id, a local folder laid out like the
+    hub repository (or written by ``save_to_disk``), or one local
+    parquet/JSON/JSONL/CSV/arrow file (which is the whole split)."""
+    import datasets
+
+    path = Path(dataset).expanduser()
+    try:
+        if path.is_file():
+            builder = _BUILDERS.get(path.suffix.lower())
+            if builder is None:
+                raise BenchmarkDataError(
+                    f"benchmark {benchmark!r}: cannot read {dataset!r}; a local file must be one of "
+                    f"{', '.join(sorted(_BUILDERS))}"
+                )
+            return datasets.load_dataset(builder, data_files=str(path), split="train")
+        if path.is_dir() and ((path / "state.json").exists() or (path / "dataset_dict.json").exists()):
+            table = datasets.load_from_disk(str(path))
+            if isinstance(table, datasets.DatasetDict):
+                if split not in table:
+                    raise BenchmarkDataError(
+                        f"benchmark {benchmark!r}: {dataset!r} has no split {split!r}; "
+                        f"it has {', '.join(table)}"
+                    )
+                table = table[split]
+            return table
+        # A hub id, or a local folder in the hub layout (parquet files plus a README config).
+        return datasets.load_dataset(str(path) if path.is_dir() else dataset, name=config,
+                                     split=split, revision=revision)
+    except BenchmarkDataError:
+        raise
+    except Exception as exc:
+        where = f"{dataset!r}" + (f" config {config!r}" if config else "") + f" split {split!r}"
+        raise BenchmarkDataError(
+            f"benchmark {benchmark!r}: could not load {where}: {type(exc).__name__}: {exc}. "
+            "Point the benchmark's 'dataset' option at a local copy (see docs/benchmarks.md)."
+        ) from exc
+
+
+def describe_source(dataset: str, config: str | None, split: str, revision: str | None, table=None) -> dict:
+    """Provenance recorded with every result."""
+    local = Path(dataset).expanduser().exists()
+    source: dict[str, Any] = {
+        "dataset": str(Path(dataset).expanduser().resolve()) if local else dataset,
+        "local": local,
+        "config": config,
+        "split": split,
+        "revision": revision,
+    }
+    if table is not None:
+        source["rows"] = len(table)
+        source["fingerprint"] = getattr(table, "_fingerprint", None)
+    return source
+
+
+class RowChecker:
+    """Checks fields of one row; errors name the benchmark, the row and the field."""
+
+    def __init__(self, benchmark: str, row: dict, index: int, row_id: Any = None):
+        self.benchmark, self.row, self.index, self.row_id = benchmark, row, index, row_id
+
+    def fail(self, field: str, problem: str):
+        which = f"row {self.index}" + (f" (id {self.row_id!r})" if self.row_id is not None else "")
+        raise BenchmarkDataError(f"benchmark {self.benchmark!r}: {which}: field {field!r} {problem}")
+
+    def get(self, field: str, kind: type | tuple[type, ...] | None = None, *, optional: bool = False):
+        if field not in self.row:
+            if optional:
+                return None
+            self.fail(field, f"is missing (row has: {', '.join(sorted(self.row)) or 'nothing'})")
+        value = self.row[field]
+        if value is None:
+            if optional:
+                return None
+            self.fail(field, "is empty (None)")
+        if kind is not None and not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            self.fail(field, f"should be {names}, got {type(value).__name__} {value!r:.80}")
+        return value
+
+    def text(self, field: str, *, optional: bool = False) -> str | None:
+        return self.get(field, str, optional=optional)
+
+    def texts(self, field: str, *, min_len: int = 1) -> list[str]:
+        value = self.get(field, (list, tuple))
+        if len(value) < min_len or not all(isinstance(v, str) for v in value):
+            self.fail(field, f"should be a list of at least {min_len} strings, got {value!r:.120}")
+        return list(value)
+
+    def choice(self, field: str, allowed: tuple, *, transform=lambda v: v):
+        value = self.get(field)
+        if transform(value) not in allowed:
+            self.fail(field, f"should be one of {', '.join(map(repr, allowed))}, got {value!r}")
+        return transform(value)
+
+    def image(self, field: str = "image"):
+        value = self.get(field)
+        if not hasattr(value, "convert"):
+            self.fail(field, f"should be an image, got {type(value).__name__}")
+        return value.convert("RGB")

@@ -1,0 +1,93 @@
+"""Video frames, sampled uniformly: from a folder of frame images (PIL only)
+or a video file (PyAV or decord, whichever is importable)."""
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+from ._data import BenchmarkDataError
+
+VIDEO_SUFFIXES = (".mp4", ".MP4", ".mkv", ".webm", ".avi", ".mov")
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+
+
+def uniform_indices(total: int, count: int) -> list[int]:
+    """``count`` frame indices spread evenly over ``total`` frames, both ends
+    included (numpy ``linspace(0, total-1, count)`` truncated to int, the rule
+    of lmms-eval's video models); all frames when there are fewer."""
+    import numpy as np
+
+    if total <= 0:
+        return []
+    if count >= total:
+        return list(range(total))
+    return [int(i) for i in np.linspace(0, total - 1, count, dtype=int)]
+
+
+def find_video(benchmark: str, folder: str | Path, stem: str) -> Path:
+    """The frame folder ``folder/stem/`` or the file ``folder/stem.<ext>``."""
+    folder = Path(folder).expanduser()
+    candidates = [folder / stem] + [folder / f"{stem}{suffix}" for suffix in VIDEO_SUFFIXES]
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    raise BenchmarkDataError(
+        f"benchmark {benchmark!r}: no video {stem!r} in {str(folder)!r} (looked for a frame folder "
+        f"{stem}/ and {stem}{{{','.join(VIDEO_SUFFIXES)}}}); set the 'video_dir' option"
+    )
+
+
+def _natural(name: str):
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def load_frames(benchmark: str, path: Path, count: int) -> tuple[list, list[int]]:
+    """(PIL frames, their indices in the video) for ``count`` uniform samples."""
+    if path.is_dir():
+        files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
+                       key=lambda p: _natural(p.name))
+        if not files:
+            raise BenchmarkDataError(f"benchmark {benchmark!r}: frame folder {str(path)!r} has no images")
+        from PIL import Image
+
+        picks = uniform_indices(len(files), count)
+        return [Image.open(files[i]).convert("RGB") for i in picks], picks
+    if importlib.util.find_spec("av") is not None:
+        return _frames_av(path, count)
+    if importlib.util.find_spec("decord") is not None:
+        return _frames_decord(path, count)
+    raise BenchmarkDataError(
+        f"benchmark {benchmark!r}: decoding {str(path)!r} needs PyAV or decord; install one "
+        "(`pip install av`), or extract the frames into a folder of images named after the video"
+    )
+
+
+def _frames_av(path: Path, count: int):
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        total = stream.frames or sum(1 for _ in container.decode(stream))
+    wanted = uniform_indices(total, count)
+    want = set(wanted)
+    frames = {}
+    with av.open(str(path)) as container:
+        for index, frame in enumerate(container.decode(container.streams.video[0])):
+            if index in want:
+                frames[index] = frame.to_image().convert("RGB")
+            if index >= wanted[-1]:
+                break
+    # A container that over-reports its frame count yields fewer frames than promised.
+    kept = [i for i in wanted if i in frames]
+    return [frames[i] for i in kept], kept
+
+
+def _frames_decord(path: Path, count: int):
+    import decord
+    from PIL import Image
+
+    reader = decord.VideoReader(str(path))
+    wanted = uniform_indices(len(reader), count)
+    batch = reader.get_batch(wanted).asnumpy()
+    return [Image.fromarray(frame).convert("RGB") for frame in batch], wanted

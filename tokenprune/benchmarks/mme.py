@@ -1,0 +1,71 @@
+"""MME: paired yes/no questions over 14 subtasks; the score of a subtask is
+acc + acc+ (max 200), perception sums 10 subtasks (max 2000), cognition 4 (max 800).
+
+lmms-eval and the LLaVA-1.5 script share prompts and scoring and differ only
+in how an answer is read as yes/no (see scoring.yesno).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ._data import BenchmarkDataError
+from ._dataset import DatasetBenchmark, dataset_params
+from ._prompts import SHORT_ANSWER
+from .base import Sample
+from .scoring.yesno import mme_category_score, mme_label_llava, mme_label_lmms
+
+PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene",
+              "landmark", "artwork", "OCR")
+COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
+_ORIGINAL_SUFFIX = " Please answer yes or no."
+
+
+class MME(DatasetBenchmark):
+    name = "mme"
+    protocols = ("lmms-eval", "llava")
+    main_metric = "perception"
+    max_new_tokens = 16
+    hub_id, hub_config, hub_split = "lmms-lab-encoder/MME", None, "test"
+    params = dataset_params(hub_id, hub_config, hub_split)
+
+    def group_key(self, table):
+        # The two questions about one image are scored together (acc+), so a
+        # subset keeps both.
+        return list(zip(self.column(table, "category"), self.column(table, "question_id")))
+
+    def build_sample(self, row, check):
+        question_id = check.text("question_id")
+        answer = check.choice("answer", ("yes", "no"), transform=lambda v: str(v).lower().strip().replace(".", ""))
+        question = check.text("question").strip().replace(_ORIGINAL_SUFFIX, "")
+        return Sample(
+            id=f"{check.index}:{question_id}",  # question_id names the image, shared by its 2 questions
+            prompt=question + SHORT_ANSWER,
+            references=answer,
+            images=[check.image()],
+            meta={"category": check.text("category"), "question_id": question_id},
+        )
+
+    def score(self, sample, prediction):
+        parse = mme_label_llava if self.cfg.protocol == "llava" else mme_label_lmms
+        label = parse(prediction)
+        return {"pred": label, "correct": float(label == sample.references)}
+
+    def aggregate(self, records):
+        images = defaultdict(lambda: defaultdict(list))
+        for record in records:
+            meta = record["meta"]
+            images[meta["category"]][meta["question_id"]].append(record["score"]["correct"])
+        out = {"perception": 0.0, "cognition": 0.0}
+        for category, pairs in sorted(images.items()):
+            for question_id, scores in pairs.items():
+                if len(scores) != 2:
+                    raise BenchmarkDataError(
+                        f"benchmark 'mme': image {question_id!r} of category {category!r} has "
+                        f"{len(scores)} scored question(s); MME scores pairs, so both must be present"
+                    )
+            score = mme_category_score(pairs)
+            out[f"category/{category}"] = score
+            # lmms-eval files every subtask that is not perception under cognition.
+            out["perception" if category in PERCEPTION else "cognition"] += score
+        out["total"] = out["perception"] + out["cognition"]
+        return out
