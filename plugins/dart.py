@@ -158,10 +158,16 @@ def pivot_similarity(ctx, image_pivots: torch.Tensor, text_pivots: torch.Tensor)
     """Cosine [B, P, N] between every pivot's final-normed hidden state and every image token's."""
     image = unit_rows(ctx.final_norm(ctx.hidden))
     text = unit_rows(ctx.final_norm(ctx.text_hidden))
-    gather = lambda states, idx: torch.gather(  # noqa: E731
-        states, 1, idx.clamp_min(0).unsqueeze(-1).expand(-1, -1, states.shape[-1]))
-    pivots = torch.cat([gather(image, image_pivots), gather(text, text_pivots)], dim=1)
+    pivots = torch.cat([rows_at(image, image_pivots), rows_at(text, text_pivots)], dim=1)
     return pivots @ image.mT
+
+
+def rows_at(states: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """states [B, T, D] at index [B, P] -> [B, P, D]; zero rows where the index is -1 (no pivot)."""
+    if states.shape[1] == 0:
+        return states.new_zeros(index.shape[0], index.shape[1], states.shape[-1])
+    rows = torch.gather(states, 1, index.clamp_min(0).unsqueeze(-1).expand(-1, -1, states.shape[-1]))
+    return rows * (index >= 0).unsqueeze(-1)
 
 
 def split_quota(rest: int, has_pivot: torch.Tensor) -> torch.Tensor:
@@ -198,7 +204,7 @@ def set_order_visits(image_pivots, text_pivots, text_mask, starts: list[int], n_
     """
     # global position of a text token: after the image, counting real tokens only
     text_offset = text_mask.long().cumsum(dim=1) - 1
-    text_pos = torch.gather(text_offset, 1, text_pivots.clamp_min(0))
+    text_pos = rows_at(text_offset.unsqueeze(-1), text_pivots).squeeze(-1)
     n_img, n_slots = image_pivots.shape[1], image_pivots.shape[1] + text_pivots.shape[1]
     visits = []
     for b, start in enumerate(starts):
