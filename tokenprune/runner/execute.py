@@ -133,6 +133,8 @@ def _record(bench, sample, result, i, prune, prompt_tokens, n_visual, wall, warm
         "count": prune["count"] if prune is not None else n_visual,
         "kept": prune.get("kept") if prune is not None else None,
         "order": (prune.get("info") or {}).get("order") if prune is not None else None,
+        "grid": prune.get("grid") if prune is not None else None,
+        "diagnostics": prune.get("diagnostics") if prune is not None else None,
         "prompt_tokens": prompt_tokens,
         "new_tokens": result.new_tokens[i] if getattr(result, "new_tokens", None) else None,
         "timings": timings,

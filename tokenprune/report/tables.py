@@ -1,0 +1,95 @@
+"""The paper-style comparison table: budgets as row groups, strategies as rows, benchmarks as columns."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+
+def _mean(values):
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return sum(vals) / len(vals) if vals else None
+
+
+def paper_table(df: pd.DataFrame, model: str) -> pd.DataFrame:
+    """One row per (budget group, strategy label): benchmark scores, Avg. % of vanilla, retained tokens.
+
+    Seeds are averaged. Cells that did not finish show as None (rendered as a dash)
+    and are excluded from the average, which then says how many benchmarks it covers.
+    """
+    sub = df[df["model"] == model]
+    benchmarks = sorted(sub["benchmark"].unique())
+    rows = []
+    groups = [("all", sub[sub["strategy"] == "vanilla"])]
+    pruned = sub[sub["strategy"] != "vanilla"]
+    for label, part in pruned.groupby("budget_label", sort=False):
+        groups.append((label, part))
+    for budget_label, part in groups:
+        kept = _mean(part.get("tokens.kept_mean", pd.Series(dtype=float)).tolist())
+        n_visual = _mean(part.get("tokens.n_visual_mean", pd.Series(dtype=float)).tolist())
+        for label, cells in part.groupby("label", sort=False):
+            row = {"budget": budget_label, "strategy": label, "retained": kept, "n_visual": n_visual}
+            for bench in benchmarks:
+                mine = cells[(cells["benchmark"] == bench) & (cells["status"] == "done")]
+                row[bench] = _mean(mine["score"].tolist()) if not mine.empty else None
+                row[f"{bench}__status"] = ("done" if not mine.empty else
+                                           "failed" if (cells[cells["benchmark"] == bench]["status"] == "failed").any()
+                                           else "missing")
+            rel = _mean(cells[cells["status"] == "done"]["relative"].tolist())
+            row["avg_relative"] = rel
+            row["avg_over"] = int(cells[cells["status"] == "done"]["relative"].notna().sum())
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table.attrs["benchmarks"] = benchmarks
+    return table
+
+
+def budget_heading(budget: str, retained, n_visual) -> str:
+    if budget == "all":
+        return "Upper bound, all tokens (100%)"
+    if retained is None:
+        return f"Retain {budget}"
+    pruned = f" (↓{100 * (1 - retained / n_visual):.1f}%)" if n_visual else ""
+    return f"Retain {retained:.0f} tokens{pruned}"
+
+
+def best_per_column(table: pd.DataFrame) -> set[tuple[int, str]]:
+    """(row index, column) of the best score per benchmark and Avg. within each budget group (vanilla excluded)."""
+    best = set()
+    columns = list(table.attrs.get("benchmarks", [])) + ["avg_relative"]
+    for _, group in table[table["budget"] != "all"].groupby("budget", sort=False):
+        for col in columns:
+            vals = group[col].dropna()
+            if len(vals) > 1:
+                top = vals.max()
+                best.update((i, col) for i in vals.index if vals[i] == top)
+    return best
+
+
+def _fmt(value, digits=1):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """GitHub markdown; the best entry per budget group is bold, missing cells are dashes."""
+    if table.empty:
+        return "_no finished cells_\n"
+    benches = table.attrs["benchmarks"]
+    best = best_per_column(table)
+    header = ["Method", *benches, "Avg."]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for budget, group in table.groupby("budget", sort=False):
+        first = group.iloc[0]
+        lines.append(f"| *{budget_heading(budget, first['retained'], first['n_visual'])}* |" + " |" * (len(header) - 1))
+        for i, row in group.iterrows():
+            cells = [row["strategy"]]
+            for col in [*benches, "avg_relative"]:
+                text = _fmt(row[col]) + ("%" if col == "avg_relative" and row[col] is not None else "")
+                if col != "avg_relative" and row.get(f"{col}__status") == "failed":
+                    text = "failed"
+                cells.append(f"**{text}**" if (i, col) in best else text)
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
