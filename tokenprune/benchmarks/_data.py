@@ -73,8 +73,9 @@ def describe_source(dataset: str, config: str | None, split: str, revision: str 
 class RowChecker:
     """Checks fields of one row; errors name the benchmark, the row and the field."""
 
-    def __init__(self, benchmark: str, row: dict, index: int, row_id: Any = None):
+    def __init__(self, benchmark: str, row: dict, index: int, row_id: Any = None, base: Path | None = None):
         self.benchmark, self.row, self.index, self.row_id = benchmark, row, index, row_id
+        self.base = base  # folder that relative image paths of a local copy start from
 
     def fail(self, field: str, problem: str):
         which = f"row {self.index}" + (f" (id {self.row_id!r})" if self.row_id is not None else "")
@@ -111,7 +112,21 @@ class RowChecker:
         return transform(value)
 
     def image(self, field: str = "image"):
+        """An RGB PIL image from a decoded image, or (local JSON copies) a file
+        path or {"path"/"bytes"} record, relative paths starting at the data file."""
         value = self.get(field)
-        if not hasattr(value, "convert"):
-            self.fail(field, f"should be an image, got {type(value).__name__}")
-        return value.convert("RGB")
+        if hasattr(value, "convert"):
+            return value.convert("RGB")
+        from PIL import Image
+
+        if isinstance(value, dict) and value.get("bytes"):
+            import io
+
+            return Image.open(io.BytesIO(value["bytes"])).convert("RGB")
+        path = value.get("path") if isinstance(value, dict) else value
+        if isinstance(path, str) and path:
+            full = Path(path) if self.base is None else self.base / path
+            if not full.is_file():
+                self.fail(field, f"names {str(full)!r}, which is not a file")
+            return Image.open(full).convert("RGB")
+        self.fail(field, f"should be an image or an image path, got {type(value).__name__}")

@@ -62,6 +62,11 @@ class DatasetBenchmark(Benchmark):
         source["protocol"] = cfg.protocol
         return source
 
+    def local_base(self) -> Path | None:
+        """The folder relative image paths in a local copy start from."""
+        path = Path(self.cfg.dataset).expanduser()
+        return path.parent if path.is_file() else path if path.is_dir() else None
+
     def group_key(self, table) -> list | None:
         """One key per row when rows must stay together under ``limit``; None otherwise."""
         return None
@@ -75,7 +80,7 @@ class DatasetBenchmark(Benchmark):
         for index in self.selected_rows():
             row = table[index]
             row_id = row.get(self.id_field) if self.id_field else None
-            yield self.build_sample(row, RowChecker(self.name, row, index, row_id))
+            yield self.build_sample(row, RowChecker(self.name, row, index, row_id, self.local_base()))
 
     def build_sample(self, row: dict, check: RowChecker) -> Sample:  # pragma: no cover - abstract
         raise NotImplementedError
