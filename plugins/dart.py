@@ -95,26 +95,28 @@ class DART(Strategy):
         n_img = min(self.cfg.pivot_image_tokens, N if self.cfg.faithful else budget)
         image_pivots = top_indices(key_l1(keys), n_img)
         text_pivots = pick_text_pivots(ctx.text_keys, text_mask, self.cfg.pivot_text_tokens)
-        has_pivot = torch.cat([torch.ones_like(image_pivots, dtype=torch.bool), text_pivots >= 0], dim=1)
+        visit, quota = self.visiting_plan(image_pivots, text_pivots, text_mask, budget, N, ctx)
 
         similarity = pivot_similarity(ctx, image_pivots, text_pivots)  # [B, P, N]
-        if self.cfg.faithful:
-            start = image_starts(self.name, ctx, B)
-            visit = set_order_visits(image_pivots, text_pivots, text_mask, start, N)
-            per_pivot = budget // (self.cfg.pivot_image_tokens + self.cfg.pivot_text_tokens)
-            quota = torch.where(has_pivot, per_pivot, 0)
-        else:
-            visit = torch.arange(has_pivot.shape[1], device=keys.device).expand(B, -1)  # slots in visiting order
-            quota = split_quota(budget - n_img, has_pivot)
-
         in_pool = torch.ones(B, N, dtype=torch.bool, device=keys.device)
         in_pool.scatter_(1, image_pivots, False)
         picks, taken = take_least_similar(similarity, visit, quota, in_pool)
         order = torch.cat([image_pivots, picks], dim=1)  # -1 where a pivot took fewer than the widest
-        keep = ascending_keep(order, N)
         info = {"order": compact(order), "image_pivots": image_pivots, "text_pivots": text_pivots,
                 "visit_order": visit, "quota": taken}
-        return Selection(keep=keep, info=info)
+        return Selection(keep=ascending_keep(order, N), info=info)
+
+    def visiting_plan(self, image_pivots, text_pivots, text_mask, budget, n_image, ctx):
+        """(pivot slots in visiting order [B, P], tokens each slot should take [B, P])."""
+        B = image_pivots.shape[0]
+        has_pivot = torch.cat([torch.ones_like(image_pivots, dtype=torch.bool), text_pivots >= 0], dim=1)
+        if not self.cfg.faithful:
+            visit = torch.arange(has_pivot.shape[1], device=has_pivot.device).expand(B, -1)
+            return visit, split_quota(budget - image_pivots.shape[1], has_pivot)
+        starts = image_starts(self.name, ctx, B)
+        visit = set_order_visits(image_pivots, text_pivots, text_mask, starts, n_image)
+        per_pivot = budget // (self.cfg.pivot_image_tokens + self.cfg.pivot_text_tokens)  # official k
+        return visit, torch.where(has_pivot, per_pivot, 0)
 
 
 def key_l1(keys: torch.Tensor) -> torch.Tensor:
@@ -223,6 +225,7 @@ def set_order_visits(image_pivots, text_pivots, text_mask, starts: list[int], n_
 def take_least_similar(similarity, visit, quota, in_pool):
     """Visit pivots in order; each takes its quota of least-similar pool tokens, which leave the pool.
 
+    ``in_pool`` [B, N] bool is updated in place.
     Returns (picks [B, sum of widest quotas] in selection order, -1 where a
     sample took fewer; tokens taken per slot [B, P]). Loops over the pivots
     (sequential by nature), vectorised over the batch and the tokens.

@@ -25,7 +25,9 @@ class DivPrune(Strategy):
     The kept tokens are returned ascending; `info["order"]` holds the pick order.
 
     Precision: D is computed in float32 (float64 stays float64); the official
-    code uses the model dtype (fp16/bf16), which can flip near-ties.
+    code uses the model dtype (fp16/bf16), which can flip near-ties. An
+    all-zero feature row (NaN in the official code) is treated as being at
+    distance 1 from every token, itself included.
 
     Budget: the official code keeps M = round(ratio * N) with Python's round
     (SUBSET_RATIO 0.098 of 576 gives 56); tokenprune takes M as `budget`.
