@@ -76,8 +76,8 @@ class DART(Strategy):
     params = {
         "pivot_image_tokens": Param(4, "image pivots (largest key L1 norm)", int, min=1),
         "pivot_text_tokens": Param(4, "text pivots after the image span (largest key L1 norm)", int, min=0),
-        "faithful": Param(False, "official counts (pivots + 8*(budget//8), i.e. budget+4) and official "
-                                 "set-order pivot visiting (needs ctx.extras['image_start'])"),
+        "faithful": Param(False, "official counts (image pivots + every pivot x budget // pivots: budget+4 "
+                                 "by default) and set-order pivot visiting (needs ctx.extras['image_start'])"),
     }
 
     @property

@@ -37,10 +37,10 @@ class DivPrune(Strategy):
         `budget` distinct tokens are kept.
       true: the official loop, which does not exclude them and relies on
         D[s, s] ~ 0; with exact duplicates (flat image regions) or rounding it
-        can pick an index again. Such repeats are kept once (the official
-        splice would insert that row twice), so the realised count can be
-        below `budget`; rows are then padded with -1 and
-        `info["duplicate_picks"]` counts the repeats per sample.
+        can pick an index again. A repeated index is kept once (a Selection
+        holds distinct tokens), so the realised count can be below `budget`;
+        rows are then padded with -1, `info["duplicate_picks"]` counts the
+        repeats per sample and `info["order"]` keeps the raw pick order.
 
     Engine note: the official LLaVA integration compacts the position ids of
     the shortened sequence (they come from the attention-mask cumsum); that
