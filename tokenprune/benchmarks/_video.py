@@ -53,14 +53,23 @@ def load_frames(benchmark: str, path: Path, count: int) -> tuple[list, list[int]
 
         picks = uniform_indices(len(files), count)
         return [Image.open(files[i]).convert("RGB") for i in picks], picks
-    if importlib.util.find_spec("av") is not None:
-        return _frames_av(path, count)
-    if importlib.util.find_spec("decord") is not None:
-        return _frames_decord(path, count)
-    raise BenchmarkDataError(
-        f"benchmark {benchmark!r}: decoding {str(path)!r} needs PyAV or decord; install one "
-        "(`pip install av`), or extract the frames into a folder of images named after the video"
-    )
+    # decord seeks to the sampled frames; PyAV decodes up to the last one.
+    decoder = next((d for d in (_frames_decord, _frames_av)
+                    if importlib.util.find_spec(d.__name__.split("_")[-1]) is not None), None)
+    if decoder is None:
+        raise BenchmarkDataError(
+            f"benchmark {benchmark!r}: decoding {str(path)!r} needs PyAV or decord; install one "
+            "(`pip install av`), or extract the frames into a folder of images named after the video"
+        )
+    try:
+        frames, picks = decoder(path, count)
+    except Exception as exc:
+        raise BenchmarkDataError(
+            f"benchmark {benchmark!r}: could not decode {str(path)!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not frames:
+        raise BenchmarkDataError(f"benchmark {benchmark!r}: no frames could be decoded from {str(path)!r}")
+    return frames, picks
 
 
 def _frames_av(path: Path, count: int):
@@ -70,6 +79,8 @@ def _frames_av(path: Path, count: int):
         stream = container.streams.video[0]
         total = stream.frames or sum(1 for _ in container.decode(stream))
     wanted = uniform_indices(total, count)
+    if not wanted:
+        return [], []
     want = set(wanted)
     frames = {}
     with av.open(str(path)) as container:
@@ -89,5 +100,7 @@ def _frames_decord(path: Path, count: int):
 
     reader = decord.VideoReader(str(path))
     wanted = uniform_indices(len(reader), count)
+    if not wanted:
+        return [], []
     batch = reader.get_batch(wanted).asnumpy()
     return [Image.fromarray(frame).convert("RGB") for frame in batch], wanted
