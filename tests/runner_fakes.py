@@ -38,6 +38,7 @@ class _Plugin:
     @tp.hookimpl
     def register_benchmarks(register):
         register(CountingBench)
+        register(ImageBench)
 
     @staticmethod
     @tp.hookimpl
@@ -53,3 +54,18 @@ def fake_plugin():
     yield
     pm.unregister(plugin)
     registry.clear_caches()
+
+
+class ImageBench(CountingBench):
+    """CountingBench with a 48x48 image per sample (for token pictures)."""
+
+    name = "image_bench"
+
+    def samples(self):
+        from PIL import Image
+
+        for s in super().samples():
+            s.images = [Image.new("RGB", (48, 48), (40 * int(s.id[1:]) % 255, 120, 200))]
+            yield s
+
+

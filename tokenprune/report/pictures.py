@@ -84,14 +84,25 @@ def _sample_images(cell, ids: list[str]) -> dict[str, Image.Image]:
 
 
 def token_pictures(run_dir, df, n_samples: int = 3) -> list[tuple[str, Image.Image]]:
-    """For the budget most strategies share: one panel per strategy for a few samples of one benchmark."""
+    """For the budget most strategies share: one panel per strategy for a few samples of one benchmark.
+
+    Candidates (model, benchmark, budget) are tried from the most strategies down;
+    the first whose benchmark has images gives the pictures.
+    """
     done = df[(df["status"] == "done") & (df["strategy"] != "vanilla")]
     if done.empty:
         return []
-    counts = done.groupby(["model", "benchmark", "budget_label"])["label"].nunique()
-    model, bench, budget = counts.sort_values(ascending=False).index[0]
-    chosen = done[(done["model"] == model) & (done["benchmark"] == bench) & (done["budget_label"] == budget)]
     stores = {cs.cell.id: cs for cs in RunStore(run_dir).cells()}
+    counts = done.groupby(["model", "benchmark", "budget_label"])["label"].nunique()
+    for model, bench, budget in counts.sort_values(ascending=False, kind="stable").index:
+        chosen = done[(done["model"] == model) & (done["benchmark"] == bench) & (done["budget_label"] == budget)]
+        pictures = _pictures_for(chosen, stores, f"{model} · {bench}", budget, n_samples)
+        if pictures:
+            return pictures
+    return []
+
+
+def _pictures_for(chosen, stores, title, budget, n_samples):
     per_label = {}
     for _, row in chosen.iterrows():
         recs = [r for r in stores[row["cell"]].records() if r.get("kept") is not None and _grid_hw(r)]
@@ -116,7 +127,7 @@ def token_pictures(run_dir, df, n_samples: int = 3) -> list[tuple[str, Image.Ima
                 continue
             panels.append((label, overlay(images[sid], (h, w), r["kept"], r.get("order"))))
         if panels:
-            pictures.append((f"{model} · {bench} · sample {sid} · budget {budget}", _strip(panels)))
+            pictures.append((f"{title} · sample {sid} · budget {budget}", _strip(panels)))
     return pictures
 
 

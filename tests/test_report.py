@@ -1,0 +1,102 @@
+"""Reports from run directories, including partial runs with failed and missing cells."""
+import json
+import re
+
+import pytest
+import yaml
+
+from tokenprune.cli import main
+from tokenprune.report.plots import pareto_front
+from tokenprune.report.tables import paper_table, to_markdown
+from tokenprune.runner.collect import collect
+from tokenprune.runner.grid import parse_grid
+from tokenprune.runner.store import RunStore
+from runner_fakes import fake_plugin  # noqa: F401
+
+GRID = {
+    "name": "fake",
+    "models": [{"adapter": "fake_vlm", "checkpoint": "x", "label": "m"}],
+    "strategies": ["vanilla", "random", "uniform"],
+    "budgets": [4, 9],
+    "benchmarks": [{"name": "image_bench", "n": 4}, {"name": "counting_bench", "n": 4}],
+}
+SCORES = {"vanilla": 100.0, "random": 50.0, "uniform": 75.0}
+
+
+def fabricate(run_dir, skip=(), fail=()):
+    """A run directory written through the real store, with made-up but consistent records."""
+    grid = parse_grid(GRID, source="fake.yaml")
+    store = RunStore(run_dir)
+    store.init(None, GRID)
+    for cell in grid.cells:
+        key = (cell.strategy, cell.budget, cell.benchmark)
+        if key in skip:
+            continue
+        cs = store.cell(cell)
+        cs.prepare()
+        if key in fail:
+            cs.fail(RuntimeError("plugin exploded"))
+            continue
+        kept = list(range(0, 36, 4))[: cell.budget or 36] if cell.strategy != "vanilla" else list(range(36))
+        for i in range(4):
+            cs.append({"id": f"q{i}", "prediction": "yes", "score": {"correct": 1.0}, "meta": {}, "n_visual": 36,
+                       "count": len(kept), "kept": kept, "order": kept[::-1], "grid": [1, 6, 6],
+                       "prompt_tokens": 50, "timings": {"prefill_s": 0.01 * len(kept), "select_s": 0.001}})
+        score = SCORES[cell.strategy] - (0 if cell.budget != 4 else 10) * (cell.strategy != "vanilla")
+        cs.finish({"benchmark_metrics": {"accuracy": score, "per_type": {"parity": score}}, "main_metric": "accuracy",
+                   "tokens": {"kept_mean": len(kept), "n_visual_mean": 36},
+                   "flops": {"prefill_flops": 1e9 * (14 + len(kept))},
+                   "latency": {"prefill_s_median": 0.01 * len(kept), "select_s_median": 0.001}})
+    return grid
+
+
+def test_collect_and_relative_to_vanilla(tmp_path, fake_plugin):
+    fabricate(tmp_path)
+    df = collect(tmp_path)
+    assert len(df) == 10 and set(df["status"]) == {"done"}
+    row = df[(df["strategy"] == "random") & (df["budget"] == 4) & (df["benchmark"] == "counting_bench")].iloc[0]
+    assert row["score"] == 40.0 and row["relative"] == pytest.approx(40.0)
+
+
+def test_paper_table_groups_budgets_and_marks_best(tmp_path, fake_plugin):
+    fabricate(tmp_path)
+    table = paper_table(collect(tmp_path), "m")
+    assert list(table["budget"].unique()) == ["all", "4", "9"]
+    md = to_markdown(table)
+    assert "| *Retain 4 tokens (↓88.9%)* |" in md
+    assert "| uniform | **65.0** | **65.0** | **65.0%** |" in md
+    assert "| random | 40.0 | 40.0 | 40.0% |" in md
+
+
+def test_report_is_self_contained_and_lists_failures(tmp_path, fake_plugin):
+    run = tmp_path / "run"
+    fabricate(run, skip={("uniform", 9, "counting_bench")}, fail={("random", 9, "image_bench")})
+    out = tmp_path / "rep"
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "http://" not in page and "https://" not in page  # opens from disk, no network
+    assert page.count("data:image/png;base64,") >= 5  # curves, Pareto x2, overhead, per type, token pictures
+    md = (out / "report.md").read_text()
+    assert "FAILED m | random | 9 | image_bench: plugin exploded" in md
+    assert "MISSING m | uniform | 9 | counting_bench" in md
+    assert "| random | 50.0 | failed | 50.0% |" in md  # counting_bench done, image_bench failed
+    assert (out / "cells.csv").exists() and (out / "cells.parquet").exists()
+    assert list((out).glob("tokens_*.png"))
+
+
+def test_report_of_an_empty_run_does_not_crash(tmp_path, fake_plugin):
+    RunStore(tmp_path / "run").init(None, GRID)
+    assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "rep")]) == 0
+    assert "missing: 10" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_report_on_a_non_run_dir_is_a_clear_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a tokenprune run directory" in capsys.readouterr().err
+
+
+def test_pareto_front():
+    import pandas as pd
+
+    pts = pd.DataFrame({"cost": [1, 2, 3, 4], "value": [10, 5, 20, 15]})
+    assert pareto_front(pts, "cost", "value")["cost"].tolist() == [1, 3]
