@@ -77,6 +77,12 @@ def _cmd_report(args) -> int:
     return report_command(args)
 
 
+def _cmd_bench(args) -> int:
+    from .bench.cli import bench_command
+
+    return bench_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tokenprune", description="Visual-token pruning benchmark framework")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -108,6 +114,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--out", help="report directory (default: reports/<run name>)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("bench", help="speed benchmarks: strategy selection, end-to-end pruned inference")
+    p.add_argument("what", choices=("select", "e2e"))
+    p.add_argument("--strategies", help="comma list (default: every registered strategy but vanilla)")
+    p.add_argument("--devices", help="comma list, e.g. cpu,cuda (default: cpu, and cuda when present)")
+    p.add_argument("--batches", default="1,8", help="select: batch sizes (default 1,8)")
+    p.add_argument("--shapes", help="select: comma list of llava-1.5-7b, qwen2-vl-7b (default both)")
+    p.add_argument("--budgets", help="e2e: comma list of kept-token budgets")
+    p.add_argument("--arch", help="e2e: llava-1.5-7b, qwen2-vl-7b (random weights from the config) or zoo:NAME")
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16")
+    p.add_argument("--out", default="reports/bench", help="where JSON + markdown go")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Speed benchmarks: `tokenprune bench select` and `tokenprune bench e2e`."""

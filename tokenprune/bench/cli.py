@@ -1,0 +1,47 @@
+"""`tokenprune bench select|e2e`: run, print a table, write JSON + markdown under reports/bench/."""
+from __future__ import annotations
+
+import torch
+
+from ..errors import TokenpruneError
+from . import report
+
+
+def _list(text):
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def bench_command(args) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = _list(args.devices)
+    if devices and any(d.startswith("cuda") for d in devices) and not torch.cuda.is_available():
+        raise TokenpruneError("--devices asks for cuda, but no CUDA device is available")
+    if args.what == "select":
+        from .select import SHAPES, run
+
+        shapes = _list(args.shapes)
+        unknown = [s for s in shapes or [] if s not in SHAPES]
+        if unknown:
+            raise TokenpruneError(f"unknown shape(s) {unknown}; choose from {', '.join(SHAPES)}")
+        rows = run(strategies=_list(args.strategies), devices=devices,
+                   batches=[int(b) for b in _list(args.batches)], shapes=shapes, repeats=args.repeats,
+                   warmup=args.warmup, dtype=args.dtype or "float32")
+        cols = ["strategy", "shape", "N", "budget", "batch", "device", "dtype", "median_ms", "p90_ms"]
+        stem = "select"
+    else:
+        from .e2e import run as run_e2e
+
+        rows = run_e2e(arch=args.arch or "zoo:tiny-llava-shapes", strategies=_list(args.strategies),
+                       budgets=[int(b) for b in _list(args.budgets)] if args.budgets else None,
+                       devices=devices, repeats=args.repeats, warmup=args.warmup, dtype=args.dtype)
+        cols = ["arch", "strategy", "budget", "device", "dtype", "attn", "prefill_ms", "prefill_p90_ms",
+                "decode_ms_per_token", "peak_mem_mb", "speedup", "flops_speedup", "speedup_vs_flops_limit",
+                "select_ms", "select_share"]
+        stem = f"e2e_{(args.arch or 'zoo').replace(':', '_').replace('/', '_')}"
+    table = report.markdown_table(rows, cols)
+    print(table)
+    env = report.environment((devices or ["cpu"])[-1])
+    json_path, md_path = report.write(args.out, stem, {"environment": env, "rows": rows}, table)
+    print(f"written: {json_path}, {md_path}")
+    return 0
