@@ -32,3 +32,6 @@ def register_benchmarks(register):
 
     for module, cls in BUILTIN:
         register(getattr(importlib.import_module(f"{__name__}.{module}"), cls))
+    from .shapes import Shapes  # synthetic and offline: the benchmark of the bundled tiny model
+
+    register(Shapes)
