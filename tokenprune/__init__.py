@@ -1,5 +1,6 @@
 """tokenprune: a plugin-based benchmark framework for visual-token pruning in VLMs."""
 from .api import get_strategy, list_strategies, strategy_class
+from .apply import apply
 from .errors import (
     BudgetError,
     ConfigError,

@@ -1,0 +1,261 @@
+"""The pruning engine inside real transformers VLMs (tiny random-weight configs, built offline).
+
+For every adapter: (a) identity at budget = N, (b) cached greedy generation equals a
+slow reference that recomputes the whole sequence each step with the same tokens
+removed, (c) a left-padded batch equals its samples run one by one, (d) every
+registered strategy runs with its defaults, (e) a failing strategy leaves the
+model unpatched with an error naming strategy and model.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import tokenprune
+import tiny_models as tm
+from tokenprune import Selection, Strategy
+from tokenprune.engine import PruneError
+
+NEW_TOKENS = 8
+
+
+def _layers_needed() -> int:
+    layers = [tokenprune.strategy_class(n).layer or 0 for n in tokenprune.list_strategies()
+              if tokenprune.strategy_class(n).stage == "llm"]
+    return max([3] + [k + 1 for k in layers])
+
+
+#: adapter -> (builder, samples(n, seed) for it)
+ADAPTERS = {
+    "llava": (lambda: tm.llava(layers=_layers_needed()), lambda n, seed=0: tm.samples(n, seed=seed)),
+}
+
+_built: dict = {}
+
+
+@pytest.fixture(scope="module", params=sorted(ADAPTERS))
+def case(request):
+    name = request.param
+    if name not in _built:
+        build, make = ADAPTERS[name]
+        _built[name] = (build(), make)
+    return _built[name]
+
+
+# ---------------------------------------------------------------------------------------- helpers
+class KeepTop(Strategy):
+    """Test strategy at layer 2 that reads every llm signal and keeps the highest-attention tokens."""
+
+    name = "test_keep_top"
+    stage = "llm"
+    layer = 2
+    requires = frozenset({"keys", "attn", "hidden", "text_keys", "text_hidden", "final_norm"})
+
+    def select(self, keys, attn, coords, budget, ctx):
+        assert ctx.text_keys.shape[-1] == keys.shape[-1] and ctx.text_hidden.shape[-1] == ctx.hidden.shape[-1]
+        score = attn + 1e-3 * ctx.final_norm(ctx.hidden).norm(dim=-1)
+        keep = score.topk(budget, dim=1, sorted=False).indices.sort(dim=1).values
+        return Selection(keep=keep, info={"order": keep})
+
+
+class Merge(KeepTop):
+    """Keeps like KeepTop and replaces the kept states with a blend (a merging method's shape)."""
+
+    name = "test_merge"
+    requires = frozenset({"attn", "hidden"})
+
+    def select(self, keys, attn, coords, budget, ctx):
+        keep = attn.topk(budget, dim=1).indices.sort(dim=1).values
+        kept = torch.gather(ctx.hidden, 1, keep[..., None].expand(-1, -1, ctx.hidden.shape[-1]))
+        return Selection(keep=keep, hidden=0.5 * kept + 0.5 * ctx.hidden.mean(dim=1, keepdim=True))
+
+
+def replaying(strategy):
+    """The same strategy, but every call after the first returns the first call's Selection."""
+    base = type(strategy)
+
+    class Replay(base):
+        name = base.name
+
+        def select(self, keys, attn, coords, budget, ctx):
+            if getattr(self, "_first", None) is None:
+                self._first = strategy.select(keys, attn, coords, budget, ctx)
+            return self._first
+
+    return Replay(**strategy.cfg.as_dict())
+
+
+def gen_kwargs():
+    return dict(max_new_tokens=NEW_TOKENS, suppress_tokens=tm.special_ids())
+
+
+def generate(vlm, inputs, **kw):
+    return vlm.generate(inputs, **{**gen_kwargs(), **kw}).sequences[:, inputs["input_ids"].shape[1]:]
+
+
+def forward_logits(vlm, inputs):
+    with torch.inference_mode():
+        vlm.prepare_generation()
+        return vlm.model(**inputs).logits
+
+
+def slow_reference(vlm, inputs, strategy, budget, steps=NEW_TOKENS, **apply_kw):
+    """Greedy tokens from full recomputation at every step, pruning the same tokens (no KV cache)."""
+    ids = inputs["input_ids"]
+    extra = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    out = []
+    with tokenprune.apply(vlm, replaying(strategy), budget, **apply_kw), torch.inference_mode():
+        for _ in range(steps):
+            kw = dict(extra)
+            if "mm_token_type_ids" in inputs:
+                pad = ids.shape[1] - inputs["mm_token_type_ids"].shape[1]
+                kw["mm_token_type_ids"] = torch.nn.functional.pad(inputs["mm_token_type_ids"], (0, pad))
+            vlm.prepare_generation()
+            logits = vlm.model(input_ids=ids, use_cache=False, **kw).logits[:, -1].float()
+            logits[:, tm.special_ids()] = float("-inf")
+            nxt = logits.argmax(dim=-1, keepdim=True)
+            out.append(nxt)
+            ids = torch.cat([ids, nxt], dim=1)
+    return torch.cat(out, dim=1)
+
+
+def n_visual(vlm, inputs) -> int:
+    return vlm.count_visual(inputs["input_ids"][0])
+
+
+def hook_count(model) -> int:
+    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in model.modules())
+
+
+def assert_unpatched(vlm, before: int):
+    """No tokenprune hook, probe or marker left on the model."""
+    from tokenprune.engine.probe import PROBE_IMPL
+    assert hook_count(vlm.model) == before
+    assert not hasattr(vlm.model, "_tokenprune_handle")
+    assert all(getattr(getattr(m, "config", None), "_attn_implementation", None) != PROBE_IMPL
+               for m in vlm.model.modules())
+
+
+# ---------------------------------------------------------------------------------------- (a) identity
+@pytest.mark.parametrize("strategy", ["uniform", "test_keep_top"])
+def test_identity_budget_all_tokens(case, strategy):
+    vlm, make = case
+    inputs = vlm.build_inputs(make(2))
+    base_logits, base_tokens = forward_logits(vlm, inputs), generate(vlm, inputs)
+    n = n_visual(vlm, inputs)
+    before = hook_count(vlm.model)
+    s = KeepTop() if strategy == "test_keep_top" else strategy
+    with tokenprune.apply(vlm, s, budget=n) as handle:
+        logits, tokens = forward_logits(vlm, inputs), generate(vlm, inputs)
+    assert torch.equal(logits, base_logits)
+    assert torch.equal(tokens, base_tokens)
+    assert all(r["count"] == n and r["kept"] == list(range(n)) for r in handle.records)
+    assert_unpatched(vlm, before)
+
+
+def test_pruning_changes_the_output(case):
+    vlm, make = case
+    inputs = vlm.build_inputs(make(1))
+    base = forward_logits(vlm, inputs)
+    with tokenprune.apply(vlm, KeepTop(), budget=max(1, n_visual(vlm, inputs) // 4)):
+        pruned = forward_logits(vlm, inputs)
+    assert not torch.allclose(pruned[:, -1], base[:, -1])
+
+
+# ---------------------------------------------------------------------------------------- (b) cache equivalence
+@pytest.mark.parametrize("strategy,positions", [
+    ("test_keep_top", "original"), ("test_merge", "original"), ("random", "original"),
+    ("test_keep_top", "reindex"), ("random", "reindex")])
+def test_cache_equals_slow_reference(case, strategy, positions):
+    vlm, make = case
+    inputs = vlm.build_inputs(make(1, seed=3))
+    budget = max(1, n_visual(vlm, inputs) // 3)
+    s = {"test_keep_top": KeepTop, "test_merge": Merge}.get(strategy, lambda: tokenprune.get_strategy(strategy))()
+    with tokenprune.apply(vlm, s, budget, positions=positions) as handle:
+        cached = generate(vlm, inputs)
+    assert len(handle.records) == 1 and handle.records[0]["count"] == budget
+    reference = slow_reference(vlm, inputs, s, budget, positions=positions)
+    assert torch.equal(cached, reference)
+
+
+# ---------------------------------------------------------------------------------------- (c) batch equivalence
+@pytest.mark.parametrize("strategy", ["test_keep_top", "test_merge", "random", "uniform"])
+def test_batch_equals_single_runs(case, strategy):
+    vlm, make = case
+    samples = make(3, seed=5)
+    s = {"test_keep_top": KeepTop, "test_merge": Merge}.get(strategy, lambda: tokenprune.get_strategy(strategy))()
+    batch = vlm.build_inputs(samples)
+    assert batch["attention_mask"].sum(dim=1).unique().numel() == 3, "prompts must differ in length"
+    budget = max(1, min(vlm.count_visual(row) for row in batch["input_ids"]) // 3)
+    with tokenprune.apply(vlm, s, budget) as handle:
+        together = generate(vlm, batch)
+        kept_batch = [r["kept"] for r in handle.records]
+        handle.clear()
+        singles = [generate(vlm, vlm.build_inputs([x])) for x in samples]
+        kept_single = [r["kept"] for r in handle.records]
+    assert kept_batch == kept_single
+    for i, single in enumerate(singles):
+        assert torch.equal(together[i, :single.shape[1]], single[0]), f"sample {i}"
+
+
+# ---------------------------------------------------------------------------------------- (d) every strategy
+@pytest.mark.parametrize("name", tokenprune.list_strategies())
+def test_every_registered_strategy_runs(case, name):
+    vlm, make = case
+    inputs = vlm.build_inputs(make(2, seed=7))
+    strategy = tokenprune.get_strategy(name)
+    n = n_visual(vlm, inputs)
+    budget = max(1, n // 4)
+    before = hook_count(vlm.model)
+    with tokenprune.apply(vlm, strategy, budget) as handle:
+        tokens = generate(vlm, inputs, max_new_tokens=2)
+    assert tokens.shape == (2, 2)
+    assert [r["sample"] for r in handle.records] == [0, 1]
+    for r in handle.records:
+        assert r["n_visual"] == n and r["count"] == len(r["kept"]) >= 1
+        if strategy.exact_budget:
+            assert r["count"] == budget
+        assert r["select_s"] >= 0 and r["grid"] is not None
+    assert_unpatched(vlm, before)
+
+
+# ---------------------------------------------------------------------------------------- (e) failures
+class Raises(KeepTop):
+    name = "test_raises"
+
+    def select(self, keys, attn, coords, budget, ctx):
+        raise ValueError("boom")
+
+
+class Garbage(KeepTop):
+    name = "test_garbage"
+
+    def select(self, keys, attn, coords, budget, ctx):
+        return Selection(keep=torch.zeros(keys.shape[0], budget + 1, dtype=torch.long))
+
+
+@pytest.mark.parametrize("bad", [Raises, Garbage])
+def test_failing_strategy_is_named_and_model_unpatched(case, bad):
+    vlm, make = case
+    inputs = vlm.build_inputs(make(1))
+    base = forward_logits(vlm, inputs)
+    before = hook_count(vlm.model)
+    handle = tokenprune.apply(vlm, bad(), budget=4)
+    with pytest.raises(PruneError) as err:
+        generate(vlm, inputs)
+    message = str(err.value)
+    assert bad.name in message and vlm.name in message
+    assert not handle.active
+    assert_unpatched(vlm, before)
+    assert torch.equal(forward_logits(vlm, inputs), base)
+    handle.remove()  # idempotent
+
+
+def test_text_only_prompt_passes_through(case):
+    vlm, _ = case
+    from tokenprune.benchmarks.base import Sample
+    inputs = vlm.build_inputs([Sample(id="t", prompt="what is a cat ?", references=None)])
+    base = generate(vlm, inputs)
+    with tokenprune.apply(vlm, "random", budget=2) as handle:
+        assert torch.equal(generate(vlm, inputs), base)
+    assert handle.records[0]["n_visual"] == 0

@@ -1,0 +1,144 @@
+"""Tiny random-weight VLMs of every supported family, built offline from configs (no downloads).
+
+Each builder saves the model and its processor (or tokenizer + PIL image
+processor) with ``save_pretrained`` into a directory and loads it back through
+the adapter, so the same ``from_pretrained`` path as a real checkpoint is used.
+Weights are drawn with a larger initializer range than real models so greedy
+tokens are decided by clear margins.
+"""
+from __future__ import annotations
+
+import functools
+import tempfile
+
+import numpy as np
+import torch
+from PIL import Image
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+WORDS = ("a b c d e f g h the cat dog bird car tree red blue green what is in this image picture describe "
+         "how many are there where which color left right top bottom yes no one two three four USER ASSISTANT "
+         "user assistant system you helpful : . ? , !").split()
+
+LLAVA_CHAT = ("{% for m in messages %}{{ m['role'].upper() }}: {% for c in m['content'] %}"
+              "{% if c['type'] == 'image' %}<image>\n{% elif c['type'] == 'video' %}<video>\n"
+              "{% else %}{{ c['text'] }}{% endif %}{% endfor %} {% endfor %}"
+              "{% if add_generation_prompt %}ASSISTANT:{% endif %}")
+
+QWEN_CHAT = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for c in m['content'] %}"
+             "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+             "{% elif c['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
+             "{% else %}{{ c['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endfor %}"
+             "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "<video>", "<|image_pad|>", "<|video_pad|>",
+            "<|vision_start|>", "<|vision_end|>", "<|im_start|>", "<|im_end|>"]
+
+
+def tokenizer(padding_side="left") -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over a few dozen words plus every family's special tokens."""
+    vocab = {t: i for i, t in enumerate(SPECIALS + list(dict.fromkeys(WORDS)))}
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
+                                  eos_token="</s>", padding_side=padding_side)
+    tok.add_special_tokens({"additional_special_tokens": SPECIALS[4:]})
+    return tok
+
+
+def token_id(name: str) -> int:
+    return SPECIALS.index(name)
+
+
+VOCAB = len(SPECIALS) + len(dict.fromkeys(WORDS))
+
+
+def text_config(layers: int, **extra) -> dict:
+    base = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=layers,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.15,
+                pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+    base.update(extra)
+    return base
+
+
+def images(n: int, seed: int = 0, size=(42, 42)) -> list[Image.Image]:
+    """Seeded random RGB images (smooth blobs plus noise, so features differ across the grid)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        w, h = size if isinstance(size, tuple) else (size, size)
+        coarse = rng.uniform(0, 255, size=(4, 4, 3)).astype(np.uint8)
+        img = Image.fromarray(coarse).resize((w, h), Image.BILINEAR)
+        arr = np.asarray(img).astype(np.int16) + rng.integers(-30, 30, size=(h, w, 3))
+        out.append(Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)))
+    return out
+
+
+def _seeded(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, seed: int = 0, **kwargs):
+        state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.random.set_rng_state(state)
+    return wrapper
+
+
+def _finish(model, processor, adapter: str, *, attn_implementation="sdpa"):
+    """Save model + processor, then load them back through the registered adapter."""
+    import tokenprune.models as tm
+
+    path = tempfile.mkdtemp(prefix=f"tiny_{adapter}_")
+    model.save_pretrained(path)
+    if processor is not None:
+        for part in processor if isinstance(processor, (list, tuple)) else (processor,):
+            part.save_pretrained(path)
+    return tm.load(adapter, path, attn_implementation=attn_implementation)
+
+
+@_seeded
+def llava(layers: int = 4, attn_implementation: str = "sdpa"):
+    """LLaVA-1.5 shape: CLIP tower (42 px, patch 7: 6x6 = 36 tokens per image) + Llama with GQA."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
+
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=42, patch_size=7, projection_dim=32)
+    config = LlavaConfig(vision_config=vision, text_config=LlamaConfig(**text_config(layers)),
+                         image_token_id=token_id("<image>"), vision_feature_layer=-2,
+                         vision_feature_select_strategy="default", pad_token_id=0)
+    model = LlavaForConditionalGeneration(config).eval()
+    processor = LlavaProcessor(
+        image_processor=LlavaImageProcessorPil(size={"shortest_edge": 42}, crop_size={"height": 42, "width": 42}),
+        tokenizer=tokenizer(), patch_size=7, vision_feature_select_strategy="default",
+        num_additional_image_tokens=1, chat_template=LLAVA_CHAT)
+    return _finish(model, processor, "llava", attn_implementation=attn_implementation)
+
+
+PROMPTS = ["what is in this image ?", "describe the picture . how many dog are there ?",
+           "which color is the car on the left ? yes or no ?", "is there a cat ?",
+           "where is the red bird in this picture , top or bottom ?"]
+
+
+def samples(n: int, *, seed: int = 0, image_sizes=None, frames: int = 0):
+    """``n`` benchmark samples with prompts of different lengths, one image each (or ``frames`` video frames)."""
+    from tokenprune.benchmarks.base import Sample
+
+    out = []
+    for i in range(n):
+        size = image_sizes[i % len(image_sizes)] if image_sizes else (42, 42)
+        if frames:
+            out.append(Sample(id=f"s{i}", prompt=PROMPTS[i % len(PROMPTS)], references=None,
+                              frames=images(frames, seed=seed * 100 + i, size=size)))
+        else:
+            out.append(Sample(id=f"s{i}", prompt=PROMPTS[i % len(PROMPTS)], references=None,
+                              images=images(1, seed=seed * 100 + i, size=size)))
+    return out
+
+
+def special_ids() -> list[int]:
+    """Tokens generation must never produce in tests (media placeholders, padding, end of sequence)."""
+    return list(range(len(SPECIALS)))

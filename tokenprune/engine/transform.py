@@ -1,0 +1,102 @@
+"""Rewriting the keyword arguments a model hands to its LLM and decoder layers after pruning.
+
+Decoder layers in transformers 5.x receive ``hidden_states`` plus
+``attention_mask`` (None, a 2-D padding mask or a 4-D mask), ``position_ids``
+(2-D text positions, or None) and ``position_embeddings`` = (cos, sin) of shape
+[B|1, L, head_dim], all shared by every layer. At prefill they are gathered to
+the kept slots; while decoding only the key axis of the mask changes (layers
+>= K cache fewer keys than layer 0, from which the model sizes its masks).
+"""
+from __future__ import annotations
+
+import torch
+
+from . import layout as lay
+from .layout import Layout
+
+MASK_FORMATS = {"sdpa": "bool", "eager": "float"}
+
+
+def mask_format(attn_implementation: str | None) -> str:
+    impl = attn_implementation or "eager"
+    if impl in MASK_FORMATS:
+        return MASK_FORMATS[impl]
+    if impl.startswith("flash_attention"):
+        return "2d"
+    raise ValueError(f"attention implementation {impl!r} is not supported by the pruning engine "
+                     "(use 'sdpa' or 'eager'; flash attention is accepted but untested)")
+
+
+def positions(pos: torch.Tensor | None, layout: Layout) -> torch.Tensor | None:
+    """Gather position ids [B|1, L] or [R, B|1, L] (M-RoPE rows) to the kept slots."""
+    if pos is None:
+        return None
+    if pos.dim() == 2:
+        return lay.take(pos, layout.src, batch_dim=0, seq_dim=1)
+    if pos.dim() == 3:
+        return lay.take(pos, layout.src, batch_dim=1, seq_dim=2)
+    raise ValueError(f"position_ids of shape {list(pos.shape)} are not supported")
+
+
+def rotary(pe, layout: Layout):
+    """Gather (cos, sin), each [B|1, L, d] (or [R, B|1, L, d]), to the kept slots."""
+    if pe is None:
+        return None
+    out = []
+    for t in pe:
+        if t.dim() == 3:
+            out.append(lay.take(t, layout.src, batch_dim=0, seq_dim=1))
+        elif t.dim() == 4:
+            out.append(lay.take(t, layout.src, batch_dim=1, seq_dim=2))
+        else:
+            raise ValueError(f"position_embeddings of shape {list(t.shape)} are not supported")
+    return tuple(out)
+
+
+def prefill_mask(mask, layout: Layout, *, fmt: str, dtype: torch.dtype):
+    """The attention mask a decoder layer >= K sees at prefill."""
+    if mask is None:
+        if layout.valid is None:
+            return None
+        if fmt == "2d":
+            return layout.live().long()
+        return lay.built_mask4d(layout, layout.length, layout.full, dtype=dtype, fmt=fmt)
+    if isinstance(mask, torch.Tensor) and mask.dim() == 4:
+        return lay.prefill_mask4d(mask, layout)
+    if isinstance(mask, torch.Tensor) and mask.dim() == 2:
+        return lay.mask2d(mask, layout)
+    raise ValueError(f"attention mask of type {type(mask).__name__} is not supported by the pruning engine")
+
+
+def decode_mask(mask, layout: Layout, *, q: int, total: int, fmt: str, dtype: torch.dtype):
+    """The attention mask a decoder layer >= K sees while decoding; ``total`` is the unpruned key length."""
+    if mask is None:
+        if layout.valid is None:
+            return None
+        if fmt == "2d":
+            return layout.extended(total)[1].long()
+        return lay.built_mask4d(layout, q, total, dtype=dtype, fmt=fmt)
+    if isinstance(mask, torch.Tensor) and mask.dim() == 4:
+        return lay.decode_mask4d(mask, layout)
+    if isinstance(mask, torch.Tensor) and mask.dim() == 2:
+        return lay.mask2d(mask, layout)
+    raise ValueError(f"attention mask of type {type(mask).__name__} is not supported by the pruning engine")
+
+
+class Memo:
+    """Per-forward cache of rewritten kwargs: every layer >= K gets the same objects, rewritten once."""
+
+    def __init__(self):
+        self._done: dict[tuple[str, int], tuple[object, object]] = {}
+
+    def get(self, name: str, obj, make):
+        if obj is None:
+            key = (name, 0)
+        else:
+            key = (name, id(obj))
+        hit = self._done.get(key)
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        new = make(obj)
+        self._done[key] = (obj, new)
+        return new

@@ -1,0 +1,237 @@
+"""The adapter base class: one transformers VLM family, seen by the engine and by the runner.
+
+Engine side (the one seam each family must describe): where the inner model,
+the LLM, its decoder layers, final norm and vision tower are, and where the
+visual tokens of each sample sit on the token grid (``visuals``).
+Runner side: loading with ``from_pretrained``, building left-padded inputs
+from benchmark samples with the model's own prompt template, and timed
+generation.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+import transformers
+from transformers.generation.streamers import BaseStreamer
+
+from ..engine.spans import Visuals
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+          "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class GenerationResult:
+    """Decoded new text per sample, new-token counts, timings and the raw sequences."""
+
+    texts: list[str]
+    new_tokens: list[int]
+    timings: dict
+    sequences: torch.Tensor | None = field(default=None, repr=False)
+
+
+class _FirstToken(BaseStreamer):
+    """Notes the time generate() hands over its first new token (time to first token)."""
+
+    def __init__(self, device):
+        self.device = device
+        self.calls = 0
+        self.first = None
+
+    def put(self, value):
+        self.calls += 1
+        if self.calls == 2:  # call 1 is the prompt itself
+            _sync(self.device)
+            self.first = time.perf_counter()
+
+    def end(self):
+        pass
+
+
+def _sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def resolve_dtype(dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+class VLM:
+    """A loaded model of one family. Subclasses set ``name``, ``model_classes`` and implement ``visuals``.
+
+    Attributes: ``model`` (the transformers model), ``processor``, ``name`` (adapter), ``checkpoint``,
+    ``device``, ``dtype``.
+    """
+
+    name: ClassVar[str] = ""
+    model_classes: ClassVar[tuple[str, ...]] = ()  # transformers class names, most specific first
+    mrope: ClassVar[bool] = False  # M-RoPE position ids (3 rows)
+    needs_after_layer: ClassVar[bool] = False  # the engine must call after_layer() on decoder outputs
+
+    def __init__(self, model, processor=None, checkpoint: str | None = None):
+        self.model = model
+        self.processor = processor
+        self.checkpoint = checkpoint or getattr(model, "name_or_path", "") or type(model).__name__
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def matches(cls, model) -> bool:
+        return type(model).__name__ in cls.model_classes
+
+    @classmethod
+    def model_class(cls):
+        return getattr(transformers, cls.model_classes[0])
+
+    @classmethod
+    def from_pretrained(cls, checkpoint: str, *, dtype="float32", attn_implementation: str = "sdpa",
+                        device: str = "cpu", **model_kwargs) -> "VLM":
+        model = cls.model_class().from_pretrained(
+            checkpoint, dtype=resolve_dtype(dtype), attn_implementation=attn_implementation, **model_kwargs)
+        model.to(device).eval()
+        return cls(model, cls.load_processor(checkpoint), checkpoint)
+
+    @classmethod
+    def load_processor(cls, checkpoint: str):
+        processor = transformers.AutoProcessor.from_pretrained(checkpoint)
+        getattr(processor, "tokenizer", processor).padding_side = "left"
+        return processor
+
+    # ------------------------------------------------------------------ engine side
+    @property
+    def label(self) -> str:
+        return f"{self.name!r} ({self.checkpoint})"
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def vlm_module(self) -> torch.nn.Module:
+        """The inner model whose forward receives input ids, images and the cache."""
+        return self.model.model
+
+    @property
+    def language_model(self) -> torch.nn.Module:
+        return self.model.model.language_model
+
+    @property
+    def decoder_layers(self):
+        return self.language_model.layers
+
+    @property
+    def final_norm(self):
+        return self.language_model.norm
+
+    @property
+    def vision_modules(self) -> list[torch.nn.Module]:
+        return [self.model.model.vision_tower]
+
+    @property
+    def text_config(self):
+        return self.language_model.config
+
+    @property
+    def head_dim(self) -> int:
+        cfg = self.text_config
+        return getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+
+    def attention_of(self, layer) -> torch.nn.Module:
+        return layer.self_attn
+
+    def rotary(self, hidden, position_ids):
+        """(cos, sin) for ``position_ids`` from the LLM's own rotary embedding."""
+        return self.language_model.rotary_emb(hidden, position_ids)
+
+    @property
+    def visual_token_ids(self) -> tuple[int, ...]:
+        cfg = self.model.config
+        ids = [getattr(cfg, a, None) for a in ("image_token_id", "image_token_index", "video_token_id",
+                                                "video_token_index")]
+        return tuple(dict.fromkeys(i for i in ids if i is not None))
+
+    def count_visual(self, input_ids: torch.Tensor) -> int:
+        return int(torch.isin(input_ids, torch.tensor(self.visual_token_ids, device=input_ids.device)).sum())
+
+    def has_media(self, kwargs) -> bool:
+        return any(kwargs.get(k) is not None for k in ("pixel_values", "pixel_values_videos", "mm_encoder_outputs"))
+
+    def visuals(self, input_ids: torch.Tensor, kwargs: dict) -> list[Visuals]:  # pragma: no cover - abstract
+        """Per sample: positions of its visual tokens, their (t, row, col) grid coordinates, the grid."""
+        raise NotImplementedError
+
+    def check_strategy(self, strategy, who: str):
+        """Refuse configurations this family cannot run (raise an error naming ``who``)."""
+
+    def prune_lm_kwargs(self, kwargs, *, stage, layer, outcome, prefill, stash):
+        """Family-specific LLM inputs that must follow the pruning (e.g. Qwen3-VL deepstack)."""
+        return kwargs
+
+    def after_layer(self, index, hidden, *, outcome, prefill, stash):
+        """Called on decoder outputs at prefill when ``needs_after_layer``; return new states or None."""
+        return None
+
+    # ------------------------------------------------------------------ runner side
+    def build_inputs(self, samples) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def tokenizer(self):
+        return getattr(self.processor, "tokenizer", self.processor)
+
+    def prepare_generation(self):
+        """Forget per-call model state before an independent generate() call."""
+
+    @torch.inference_mode()
+    def generate(self, inputs, max_new_tokens: int = 16, **generation_kwargs) -> GenerationResult:
+        """Greedy by default; timings: prefill_s (time to first token), decode_s_per_token, total_s."""
+        self.prepare_generation()
+        inputs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in dict(inputs).items()}
+        generation_kwargs.setdefault("do_sample", False)
+        tok = self.tokenizer
+        if tok is not None and tok.pad_token_id is not None:
+            generation_kwargs.setdefault("pad_token_id", tok.pad_token_id)
+        streamer = _FirstToken(self.device)
+        _sync(self.device)
+        start = time.perf_counter()
+        out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, streamer=streamer, **generation_kwargs)
+        _sync(self.device)
+        total = time.perf_counter() - start
+        sequences = out if isinstance(out, torch.Tensor) else out.sequences
+        new = sequences[:, inputs["input_ids"].shape[1]:]
+        counts = self._new_token_counts(new)
+        prefill = (streamer.first or time.perf_counter()) - start
+        steps = max(counts) if counts else 0
+        timings = {"prefill_s": prefill, "total_s": total,
+                   "decode_s_per_token": (total - prefill) / (steps - 1) if steps > 1 else 0.0}
+        texts = tok.batch_decode(new, skip_special_tokens=True) if tok is not None else [""] * len(counts)
+        return GenerationResult(texts=[t.strip() for t in texts], new_tokens=counts, timings=timings,
+                                sequences=sequences)
+
+    def _new_token_counts(self, new: torch.Tensor) -> list[int]:
+        """Generated tokens per sample, up to and including the first EOS (padding after it excluded)."""
+        eos = self.model.generation_config.eos_token_id
+        eos = set([eos] if isinstance(eos, int) else (eos or []))
+        counts = []
+        for row in new.tolist():
+            n = len(row)
+            for i, t in enumerate(row):
+                if t in eos:
+                    n = i + 1
+                    break
+            counts.append(n)
+        return counts
+
+    def __repr__(self):
+        return f"<VLM {self.name} {self.checkpoint} on {self.device}, {self.dtype}>"

@@ -1,0 +1,35 @@
+"""Turning a benchmark sample into the model's own prompt text (chat template) and image lists."""
+from __future__ import annotations
+
+
+def user_turn(prompt: str, n_images: int = 0, n_videos: int = 0) -> list[dict]:
+    """A one-turn conversation: the media placeholders first, then the question."""
+    content = [{"type": "image"} for _ in range(n_images)] + [{"type": "video"} for _ in range(n_videos)]
+    content.append({"type": "text", "text": prompt})
+    return [{"role": "user", "content": content}]
+
+
+def render(processor, conversation: list[dict], fallback) -> str:
+    """The prompt text from the processor's (or tokenizer's) chat template, else ``fallback(conversation)``."""
+    for owner in (processor, getattr(processor, "tokenizer", None)):
+        if owner is not None and getattr(owner, "chat_template", None):
+            return owner.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+    return fallback(conversation)
+
+
+def vicuna_fallback(conversation: list[dict], image_token: str = "<image>") -> str:
+    """LLaVA-1.5's "USER: <image>\\n... ASSISTANT:" format, for processors saved without a chat template."""
+    parts = []
+    for item in conversation[0]["content"]:
+        if item["type"] in ("image", "video"):
+            parts.append(f"{image_token}\n")
+        else:
+            parts.append(item["text"])
+    return "USER: " + "".join(parts) + " ASSISTANT:"
+
+
+def media(sample) -> tuple[list, list | None]:
+    """(images, frames) of a benchmark sample; frames None when it has no video."""
+    images = list(getattr(sample, "images", None) or [])
+    frames = getattr(sample, "frames", None)
+    return images, (list(frames) if frames else None)
