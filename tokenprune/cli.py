@@ -143,6 +143,8 @@ def main(argv=None) -> int:
     except FileNotFoundError as exc:
         print(f"tokenprune: error: file not found: {exc.filename or exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into head & co.
+        return 0
     except KeyboardInterrupt:
         print("tokenprune: interrupted", file=sys.stderr)
         return 130

@@ -20,10 +20,16 @@ def _expected_cells(run_dir: Path):
     from ..runner.grid import parse_grid
 
     try:
-        raw = json.loads((run_dir / "grid.json").read_text())
-        return parse_grid(raw, source=str(run_dir / "grid.json")).cells
+        return parse_grid(_grid_raw(run_dir), source=str(run_dir / "grid.json")).cells
     except Exception:  # noqa: BLE001 - an unreadable grid only loses the 'missing' rows
         return None
+
+
+def _grid_raw(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "grid.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _add_missing(df: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
@@ -81,6 +87,17 @@ def write_report(run_dir, out=None) -> Path:
         sections_html += [f"<h2>{html.escape(model)}</h2>", _md_table_to_html(md)]
         table.drop(columns=[c for c in table.columns if c.endswith("__status")]).to_csv(
             out / f"table_{_slug(model)}.csv", index=False)
+
+    paper = _grid_raw(run_dir).get("paper")
+    if isinstance(paper, dict):
+        from . import paper as paper_section
+
+        comp = paper_section.comparison(df, paper)
+        if not comp.empty:
+            md = paper_section.to_markdown(comp, paper.get("source", "paper"))
+            comp.to_csv(out / "paper_vs_ours.csv", index=False)
+            sections_md += ["## Paper vs ours\n", md]
+            sections_html += ["<h2>Paper vs ours</h2>", _md_table_to_html(md)]
 
     figures = [
         ("Accuracy vs retained visual tokens", plots.accuracy_vs_tokens(df)),
