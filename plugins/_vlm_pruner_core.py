@@ -1,0 +1,389 @@
+"""VLM-Pruner selection core (arXiv 2512.02700): pure tensor code, no model glue.
+
+The steps follow shared/methods/vlm_pruner.md:
+  stage 0  top-q high-variance channels of the hidden states -> unit rows (cosine = dot product)
+  stage 1  pivots: max-min in key space, first = largest L1 norm (or top-kappa L1 norm)
+  stage 2  parallel greedy over chunks with a rising threshold, BSS-modulated similarity
+  stage 3  SWA: every dropped token merges into its most similar kept token
+
+Everything is batched over [B, N, ...]. The only Python loops run over pivots and
+over greedy steps (one chunk per sample per step), never over tokens.
+
+Speed: the official code compares every chunk against the whole selected set. Here
+each token carries two running reductions over the selected set (its best raw
+cosine and its nearest grid distance), updated only with the columns of newly
+accepted tokens, so a chunk costs O(N * chunk). Chunks that would accept nothing
+leave the state untouched, so a step jumps straight to the next chunk that accepts
+something: the selection is the same as walking the chunks one by one.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from tokenprune import StrategyInputError
+
+COS_EPS = 1e-8  # norm floor of torch's cosine similarity
+SWA_EPS = 1e-8  # floor of the SWA weight sum (official)
+
+
+@dataclass(frozen=True)
+class PrunerSettings:
+    """Resolved hyper-parameters (see the strategy's params for their meaning)."""
+
+    kappa: int = 4
+    pivots: str = "maxmin"
+    top_q: int = 256
+    lam: float = 0.5
+    bss: bool = True
+    tau0: float = 0.8
+    tau_step: float = 0.1
+    token_batch: int = 16
+    merge: bool = True
+    beta: float = 0.3
+    faithful: bool = False
+    qwen_unmerged_grid: bool = False
+    time_scale: float = 1.0
+
+
+@dataclass
+class PrunerOutput:
+    """Per-sample results; rows with fewer kept tokens are padded with -1 at the end."""
+
+    keep: torch.Tensor  # [B, R] ascending kept indices
+    hidden: torch.Tensor | None  # [B, R, D] states of the kept tokens after SWA (None if merge is off)
+    order: torch.Tensor  # [B, R] the same tokens in selection order (pivots first)
+    merged: torch.Tensor  # [B, R] bool, aligned with keep: rows SWA changed
+    pivots: torch.Tensor  # [B, kappa'] pivots in pick order
+    final_threshold: torch.Tensor  # [B] float64, threshold of the last round that ran (nan: no round)
+    rounds: torch.Tensor  # [B] rounds that ran
+
+
+# ---------------------------------------------------------------- coordinates
+
+
+def grid_extent(coords: torch.Tensor, grid, owner: str) -> tuple[int, int, int]:
+    """(T, H, W) of the token grid: ctx.grid when given (coords must fit inside), else coords max + 1."""
+    c = coords.long()
+    seen = [int(c[:, i].max()) + 1 for i in range(c.shape[1])]
+    if c.shape[1] == 2:
+        seen = [1] + seen
+    if grid is None:
+        return tuple(seen)
+    T, H, W = (int(v) for v in grid)
+    if c.shape[1] == 2:
+        T = 1
+    if any(s > g for s, g in zip(seen, (T, H, W))):
+        raise StrategyInputError(
+            f"strategy {owner!r}: coords reach (t, row, col) extent {tuple(seen)} outside ctx.grid {tuple(grid)}"
+        )
+    return T, H, W
+
+
+def check_coords(coords: torch.Tensor, owner: str):
+    if coords.is_floating_point() and not bool((coords == coords.round()).all()):
+        raise StrategyInputError(f"strategy {owner!r}: coords must be integer grid positions, got fractional values")
+    if bool((coords < 0).any()):
+        raise StrategyInputError(f"strategy {owner!r}: coords must be non-negative, got min {coords.min().item()}")
+
+
+def bss_positions(coords: torch.Tensor, extent, *, qwen_unmerged_grid: bool, time_scale: float):
+    """Positions [N, c] (float32) for the BSS distance, and 1 / D_max.
+
+    image (row, col):     p = (col, row),               D_max = sqrt(H^2 + W^2)
+    video (t, row, col):  p = (col, row, t*time_scale), D_max = sqrt(H^2 + W^2 + (time_scale*(T-1))^2)
+    qwen_unmerged_grid:   raster index i laid out on the unmerged 2H x 2W grid,
+                          p = (i mod 2W, i div 2W),     D_max = sqrt((2H)^2 + (2W)^2)
+    """
+    T, H, W = extent
+    c = coords.long()
+    if qwen_unmerged_grid:
+        t = c[:, 0] if c.shape[1] == 3 else torch.zeros_like(c[:, 0])
+        raster = (t * H + c[:, -2]) * W + c[:, -1]
+        pos = torch.stack([raster % (2 * W), raster // (2 * W)], dim=1)
+        return pos.float(), 1.0 / math.sqrt((2 * H) ** 2 + (2 * W) ** 2)
+    pos = torch.stack([c[:, -1], c[:, -2]], dim=1).float()
+    if c.shape[1] == 3:
+        pos = torch.cat([pos, c[:, :1].float() * time_scale], dim=1)
+    return pos, 1.0 / math.sqrt(H**2 + W**2 + (time_scale * (T - 1)) ** 2)
+
+
+# ---------------------------------------------------------------- stage 0 / 1
+
+
+def screened_unit_rows(hidden: torch.Tensor, top_q: int) -> torch.Tensor:
+    """[B, N, q] float32 rows of the q highest-variance channels, L2-normalised (cosine = dot)."""
+    h = hidden.float()
+    q = min(top_q, h.shape[-1])
+    channels = channel_variance(h).topk(q, dim=1).indices
+    screened = h.gather(2, channels[:, None, :].expand(-1, h.shape[1], -1))
+    return screened / screened.norm(dim=-1, keepdim=True).clamp_min(COS_EPS)
+
+
+def channel_variance(h: torch.Tensor) -> torch.Tensor:
+    """[B, D] unbiased variance over the tokens (two passes; several times faster than Tensor.var here)."""
+    centred = h - h.mean(dim=1, keepdim=True)
+    return centred.mul_(centred).sum(dim=1) / (h.shape[1] - 1)
+
+
+def pick_pivots(keys: torch.Tensor, count: int, rule: str) -> torch.Tensor:
+    """[B, count] pivot indices in pick order."""
+    k = keys.float()
+    l1 = k.abs().sum(dim=-1)  # L1 norm (linalg.vector_norm(ord=1) is slower on CPU)
+    if rule == "topk_l1":
+        return torch.sort(l1, dim=1, descending=True, stable=True).indices[:, :count]
+    B, N = l1.shape
+    rows = torch.arange(B, device=k.device)
+    picks = [l1.argmax(dim=1)]
+    nearest = torch.full((B, N), math.inf, device=k.device)  # squared L2 distance to the nearest pivot
+    chosen = torch.zeros(B, N, dtype=torch.bool, device=k.device)
+    sq_norms = torch.linalg.vector_norm(k, dim=-1).square() if count > 1 else None
+    for _ in range(1, count):
+        last = picks[-1]
+        chosen[rows, last] = True
+        nearest = torch.minimum(nearest, squared_distances_to(k, sq_norms, last))
+        # chosen pivots are at distance 0 anyway; masking them only matters for
+        # degenerate inputs (all keys equal), where it keeps the pivots unique.
+        picks.append(nearest.masked_fill(chosen, -math.inf).argmax(dim=1))
+    return torch.stack(picks, dim=1)
+
+
+def squared_distances_to(k, sq_norms, idx):
+    """[B, N] squared L2 distance from every key to key ``idx`` [B] (matmul form, like cdist's fast path)."""
+    rows = torch.arange(k.shape[0], device=k.device)
+    dots = torch.bmm(k, k[rows, idx][:, :, None]).squeeze(-1)
+    return (sq_norms + sq_norms[rows, idx][:, None] - 2.0 * dots).clamp_min(0.0)
+
+
+def similarity_columns(unit: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """[B, N, m] raw cosine between every token and the tokens ``cols`` [B, m]."""
+    picked = unit.gather(1, cols[..., None].expand(-1, -1, unit.shape[-1]))
+    return torch.bmm(unit, picked.transpose(1, 2))
+
+
+def distance_columns(pos: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """[B, N, m] Euclidean grid distance between every token and the tokens ``cols`` [B, m]."""
+    diff = pos[None, :, None, :] - pos[cols][:, None, :, :]
+    return diff.pow(2).sum(-1).sqrt()
+
+
+# ---------------------------------------------------------------- stage 2
+
+
+def jump_threshold(tau: torch.Tensor, best: torch.Tensor, step: float) -> torch.Tensor:
+    """First tau + k*step (k >= 1) whose float32 value lies above ``best`` (the default-mode fill rule)."""
+    if step <= 0:
+        return torch.nextafter(best, torch.full_like(best, math.inf)).double()
+    k = torch.floor((best.double() - tau) / step).clamp_min(0) + 1
+    nxt = tau + k * step
+    for _ in range(2):  # float rounding can leave it one step short
+        nxt = torch.where(nxt.float() <= best, nxt + step, nxt)
+    return nxt
+
+
+class ParallelGreedy:
+    """Stage 2 state for a batch: the selected set grows chunk by chunk, round by round.
+
+    Per token it keeps ``best_sim`` (max raw cosine to the selected set) and
+    ``near`` (min grid distance to it), so the BSS score of any candidate is
+    best_sim * (1 + lam * near / D_max), which equals the max of the modulated
+    row because the factor is positive and rounding is monotone.
+    """
+
+    def __init__(self, unit, pos, inv_dmax, pivots, budget, s: PrunerSettings):
+        B, N, _ = unit.shape
+        dev = unit.device
+        self.unit, self.pos, self.inv_dmax, self.budget, self.s = unit, pos, inv_dmax, budget, s
+        self.N, self.chunk = N, s.token_batch
+        self.width = max(budget, pivots.shape[1])  # faithful keeps every pivot even if budget < kappa
+        self.slots = torch.arange(N, device=dev)
+        self.order = torch.full((B, self.width + 1), -1, dtype=torch.long, device=dev)  # last column: dump
+        self.selected = torch.zeros(B, N + 1, dtype=torch.bool, device=dev)  # last column: dump
+        self.best_sim = torch.full((B, N), -math.inf, device=dev)
+        self.near = torch.full((B, N), math.inf, device=dev)
+        self.count = torch.zeros(B, dtype=torch.long, device=dev)
+        self.tau = torch.full((B,), math.nan, dtype=torch.float64, device=dev)
+        self.tau_next = torch.full((B,), s.tau0, dtype=torch.float64, device=dev)
+        self.rounds = torch.zeros(B, dtype=torch.long, device=dev)
+        self.perm = self.slots.expand(B, N).clone()
+        self.n_cand = torch.zeros(B, dtype=torch.long, device=dev)
+        self.ptr = torch.zeros(B, dtype=torch.long, device=dev)
+        self.active = torch.ones(B, dtype=torch.bool, device=dev)
+        self.need_round = torch.ones(B, dtype=torch.bool, device=dev)
+        everything = torch.ones_like(pivots, dtype=torch.bool)
+        self.absorb(pivots, everything, torch.arange(pivots.shape[1], device=dev).expand_as(pivots))
+
+    def scores(self) -> torch.Tensor:
+        """[B, N] BSS-modulated max similarity of each token to the selected set."""
+        if not self.s.bss:
+            return self.best_sim
+        return self.best_sim * (1.0 + self.s.lam * (self.near * self.inv_dmax))
+
+    def absorb(self, members, take, rank):
+        """Append members[take] at positions count + rank and fold their columns into the running reductions."""
+        dump_slot = torch.full_like(members, self.width)
+        self.order.scatter_(1, torch.where(take, self.count[:, None] + rank, dump_slot), members)
+        self.selected.scatter_(1, torch.where(take, members, torch.full_like(members, self.N)), True)
+        hide = ~take[:, None, :]
+        sims = similarity_columns(self.unit, members).masked_fill(hide, -math.inf).amax(-1)
+        self.best_sim = torch.maximum(self.best_sim, sims)
+        if self.s.bss:
+            dists = distance_columns(self.pos, members).masked_fill(hide, math.inf).amin(-1)
+            self.near = torch.minimum(self.near, dists)
+        self.count += take.sum(1)
+        self.active &= self.count < self.budget
+
+    def start_rounds(self, starting):
+        """New round for ``starting`` samples: next threshold, candidates ranked by 1 - score (descending)."""
+        self.tau = torch.where(starting, self.tau_next, self.tau)
+        self.tau_next = torch.where(starting, self.tau + self.s.tau_step, self.tau_next)
+        self.rounds += starting
+        r = (1.0 - self.scores()).masked_fill(self.selected[:, : self.N], -math.inf)
+        ranked = torch.sort(r, dim=1, descending=True, stable=True).indices  # selected tokens sink to the end
+        self.perm = torch.where(starting[:, None], ranked, self.perm)
+        self.n_cand = torch.where(starting, self.N - self.count, self.n_cand)
+        self.ptr = torch.where(starting, 0, self.ptr)
+        self.need_round &= ~starting
+
+    def step(self):
+        """Process, for every active sample, the next chunk that accepts something (or end its round)."""
+        s_perm = self.scores().gather(1, self.perm)
+        live = (self.slots >= self.ptr[:, None]) & (self.slots < self.n_cand[:, None]) & self.active[:, None]
+        accept = live & (s_perm < self.tau.float()[:, None])
+        in_first_chunk = self.slots < self.chunk
+        fresh = self.active & (self.ptr == 0)
+        # official: a round whose first chunk adds nothing ends at once (and the selection stops)
+        empty = fresh & ~(accept & in_first_chunk).any(1)
+        spent = self.active & ~fresh & ~accept.any(1)
+        productive = self.active & ~empty & ~spent
+        if bool(empty.any()):
+            self.on_empty_round(empty, torch.where(live & in_first_chunk, s_perm, math.inf).amin(1))
+        self.need_round |= spent
+        if bool(productive.any()):
+            first = torch.where(accept, self.slots, self.N).amin(1)
+            self.take_chunk(productive, (first // self.chunk) * self.chunk, s_perm, accept)
+
+    def on_empty_round(self, empty, best):
+        if self.s.faithful:
+            self.active &= ~empty  # official: under-fill
+            return
+        self.tau_next = torch.where(empty, jump_threshold(self.tau, best, self.s.tau_step), self.tau_next)
+        self.need_round |= empty
+
+    def take_chunk(self, productive, start, s_perm, accept):
+        """Accept the chunk at ``start``: members below tau, or the best (budget - count) if too many."""
+        offsets = torch.arange(self.chunk, device=s_perm.device)
+        where = start[:, None] + offsets
+        in_range = (where < self.n_cand[:, None]) & productive[:, None]
+        where = where.clamp(max=self.N - 1)
+        members = self.perm.gather(1, where)
+        below = accept.gather(1, where) & in_range
+        room = self.budget - self.count
+        too_many = below.sum(1) > room
+        # over the budget the official code takes the top (budget - count) of 1 - score over the chunk
+        r = (1.0 - s_perm.gather(1, where)).masked_fill(~in_range, -math.inf)
+        by_r = torch.sort(r, dim=1, descending=True, stable=True).indices
+        rank_r = torch.empty_like(by_r).scatter_(1, by_r, offsets.expand_as(by_r))
+        take = torch.where(too_many[:, None], in_range & (rank_r < room[:, None]), below)
+        rank = torch.where(too_many[:, None], rank_r, below.cumsum(1) - 1)
+        self.absorb(members, take, rank)
+        self.ptr = torch.where(productive, start + self.chunk, self.ptr)
+        self.need_round |= productive & (self.ptr >= self.n_cand)
+
+    def run(self):
+        while True:
+            starting = self.need_round & self.active
+            if bool(starting.any()):
+                self.start_rounds(starting)
+            if not bool(self.active.any()):
+                return
+            self.step()
+
+
+# ---------------------------------------------------------------- stage 3
+
+
+def swa_merge(hidden, unit, order, selected, beta):
+    """SWA: [B, W, D] states of the tokens in ``order`` after merging, and the [B, W] mask of rows changed.
+
+    Each dropped token goes to its most cosine-similar kept token (raw cosine,
+    ties to the earliest selected); kept token j becomes
+    beta * H_j + (1 - beta) * sum_u (w_u / max(Z_j, eps)) H_u when Z_j = sum_u w_u > 0.
+    """
+    B, N, D = hidden.shape
+    W = order.shape[1]
+    valid = order >= 0
+    cols = order.clamp(min=0)
+    sims = similarity_columns(unit, cols).masked_fill(~valid[:, None, :], -math.inf)
+    target = sims.argmax(-1)
+    weight = sims.gather(2, target[..., None]).squeeze(-1)
+    dropped = ~selected
+    target = torch.where(dropped, target, W)  # kept tokens feed a dump slot
+    weight = torch.where(dropped, weight, 0.0)
+    total = torch.zeros(B, W + 1, device=hidden.device).scatter_add_(1, target, weight)
+    alpha = weight / total.gather(1, target).clamp_min(SWA_EPS)
+    aggregate = weighted_group_sum(hidden.float(), alpha, target, W + 1)[:, :W]
+    kept = hidden.gather(1, cols[..., None].expand(-1, -1, D))
+    changed = valid & (total[:, :W] > 0)
+    mixed = (beta * kept.float() + (1.0 - beta) * aggregate).to(hidden.dtype)
+    return torch.where(changed[..., None], mixed, kept), changed  # untouched rows stay bit-identical
+
+
+def weighted_group_sum(h, alpha, target, groups):
+    """[B, groups, D] sums of alpha_u * h_u per target group.
+
+    CPU: a sparse matmul, O(N*D) (index_add is several times slower there).
+    Other devices: a dense one-hot bmm, deterministic unlike atomics-based scatters.
+    """
+    if h.device.type == "cpu":
+        return group_sum_sparse(h, alpha, target, groups)
+    return group_sum_dense(h, alpha, target, groups)
+
+
+def group_sum_sparse(h, alpha, target, groups):
+    B, N, D = h.shape
+    sample = torch.arange(B, device=h.device)[:, None]
+    rows = (sample * groups + target).reshape(-1)
+    cols = (sample * N + torch.arange(N, device=h.device)).reshape(-1)
+    assign = torch.sparse_coo_tensor(torch.stack([rows, cols]), alpha.reshape(-1), (B * groups, B * N),
+                                     check_invariants=False)  # block-diagonal over the batch
+    return torch.sparse.mm(assign, h.reshape(B * N, D)).view(B, groups, D)
+
+
+def group_sum_dense(h, alpha, target, groups):
+    B, N, _ = h.shape
+    assign = torch.zeros(B, groups, N, device=h.device).scatter_(1, target[:, None, :], alpha[:, None, :])
+    return torch.bmm(assign, h)
+
+
+# ---------------------------------------------------------------- whole method
+
+
+def ascending(order: torch.Tensor, N: int):
+    """Sort each row of a -1 padded index tensor ascending, padding last; also return the permutation."""
+    key = torch.where(order >= 0, order, N)
+    values, perm = key.sort(dim=1)
+    return torch.where(values == N, -1, values), perm
+
+
+def vlm_prune(keys, hidden, pos, inv_dmax, budget: int, s: PrunerSettings) -> PrunerOutput:
+    """Run stages 0-3 on keys [B, N, Dk] and hidden [B, N, D]."""
+    B, N, _ = hidden.shape
+    n_pivots = min(s.kappa, N) if s.faithful else min(s.kappa, N, budget)
+    unit = screened_unit_rows(hidden, s.top_q)
+    pivots = pick_pivots(keys, n_pivots, s.pivots)
+    greedy = ParallelGreedy(unit, pos.to(hidden.device), inv_dmax, pivots, budget, s)
+    greedy.run()
+    width = int(greedy.count.max())
+    order = greedy.order[:, :width]
+    keep, perm = ascending(order, N)
+    merged_rows, changed = None, torch.zeros_like(keep, dtype=torch.bool)
+    if s.merge:
+        states, changed = swa_merge(hidden, unit, order, greedy.selected[:, :N], s.beta)
+        states = states.gather(1, perm[..., None].expand(-1, -1, states.shape[-1]))
+        changed = changed.gather(1, perm)
+        merged_rows = states.masked_fill((keep < 0)[..., None], 0.0)
+    return PrunerOutput(keep=keep, hidden=merged_rows, order=order, merged=changed, pivots=pivots,
+                        final_threshold=greedy.tau, rounds=greedy.rounds)
