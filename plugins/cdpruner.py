@@ -10,9 +10,9 @@ import torch
 
 from tokenprune import Param, ParamError, Selection, Strategy, StrategyInputError, hookimpl
 
-#: Floor on the marginal gain before its square root. The official code has none and hits NaN once the
-#: budget approaches the kernel's rank; above this floor the arithmetic is unchanged.
-MIN_GAIN = 1e-10
+#: Floor under a gain before its square root, for rank-exhausted rows only (their update is discarded);
+#: a live pick's gain is above its noise floor, so its arithmetic is the official one.
+MIN_GAIN = 1e-30
 #: Official min-max offset: keeps the least relevant token's quality strictly positive.
 RELEVANCE_OFFSET = 1e-6
 
@@ -58,9 +58,13 @@ class CDPruner(Strategy):
     theta = 0.5, which you set yourself (`theta: 0.5`). Numbers from the fallback are not the
     paper's recipe.
 
-    Guards against the official NaN: budget = N keeps every token, and each marginal gain is
-    floored at 1e-10 before its square root (the official code takes sqrt of a value <= 0 when the
-    budget nears the kernel's rank); the kept set is unchanged wherever the official code stays finite.
+    Guard against the official NaN: once the budget reaches the kernel's rank (for example when the
+    features span fewer than `budget` dimensions), the official code takes the square root of a
+    marginal gain <= 0 and its picks become NaN-driven. Here a token competes only while its gain is
+    above the rounding noise of its own diagonal entry (N * eps * L_jj); once no token of a sample
+    is left with a real residual, its remaining picks follow descending quality q (the DPP can no
+    longer tell those tokens apart) and the Cholesky update stops. Wherever the official picks are
+    decided by real gains, the picks are the same.
     """
 
     name = "cdpruner"
@@ -172,20 +176,21 @@ def dpp_greedy_map(similarity: torch.Tensor, quality: torch.Tensor, budget: int)
     Fast greedy MAP (Chen, Zhang & Zhou 2018): each step picks the token with the largest marginal
     gain d2 (= greedy argmax of log det L[picked + j]) and updates every gain with one new row of
     the incremental Cholesky factor, so a step costs O(B * t * N) instead of a determinant.
-    Once a sample's remaining gains are all numerically zero (kernel rank exhausted), its
-    remaining picks follow quality order and the factor is no longer updated.
+    Only tokens with a real residual (gain above rounding noise of their own diag(L)) compete;
+    once a sample has none left (kernel rank exhausted), its remaining picks follow quality order.
     """
     B, N, _ = similarity.shape
     quality = quality.to(similarity.dtype)
     rows = torch.arange(B, device=similarity.device)
     gains = quality * similarity.diagonal(dim1=1, dim2=2) * quality  # diag(L)
-    zero_gain = rank_exhausted_gain(gains)
+    noise_floor = N * torch.finfo(gains.dtype).eps * gains  # rounding noise of each token's gain
     factor = similarity.new_zeros(B, budget, N)  # rows of the incremental Cholesky factor
     order = torch.empty(B, budget, dtype=torch.long, device=similarity.device)
     for step in range(budget):  # sequential by nature: each pick changes every later gain
-        best_gain, pick = gains.max(dim=1)  # first index among ties
-        exhausted = best_gain <= zero_gain
-        if bool(exhausted.any()):
+        live = gains > noise_floor  # picked tokens hold -inf, so they are never live
+        pick = gains.masked_fill(~live, -math.inf).argmax(dim=1)  # first index among ties
+        exhausted = ~live.any(dim=1)
+        if bool(exhausted.any()):  # the DPP can no longer tell the rest apart: most relevant first
             by_quality = quality.masked_fill(gains == -math.inf, -math.inf).argmax(dim=1)
             pick = torch.where(exhausted, by_quality, pick)
         order[:, step] = pick
@@ -193,22 +198,12 @@ def dpp_greedy_map(similarity: torch.Tensor, quality: torch.Tensor, budget: int)
         if step:
             projected = torch.bmm(factor[rows, :step, pick].unsqueeze(1), factor[:, :step]).squeeze(1)
             kernel_row = kernel_row - projected
-        pivot = gains[rows, pick].clamp_min(MIN_GAIN).sqrt()
+        pivot = gains[rows, pick].clamp_min(MIN_GAIN).sqrt()  # the floor only matters for exhausted rows
         new_row = (kernel_row / pivot.unsqueeze(1)).masked_fill(exhausted[:, None], 0.0)
         factor[:, step] = new_row
         gains = gains - new_row * new_row
         gains[rows, pick] = -math.inf  # never pick a token twice
     return order
-
-
-def rank_exhausted_gain(initial_gains: torch.Tensor) -> torch.Tensor:
-    """Per-sample level [B]: gains at or below it are rounding noise (N * eps * largest diag(L)).
-
-    The official code keeps going there and takes sqrt of a value <= 0 (NaN); any pick it makes at
-    such a gain is decided by rounding, so nothing reproducible is lost by stopping the updates.
-    """
-    N = initial_gains.shape[1]
-    return (N * torch.finfo(initial_gains.dtype).eps * initial_gains.max(dim=1).values).clamp_min(MIN_GAIN)
 
 
 @hookimpl

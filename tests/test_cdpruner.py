@@ -240,3 +240,15 @@ def test_show_documents_the_fallback_contract():
     doc = tp.strategy_class("cdpruner").describe()["doc"]
     for phrase in ("ctx.text_embeds", "ctx.image_embeds", "embed_tokens", "relevance_space", "normalize: batch"):
         assert phrase in doc
+
+
+def test_low_quality_tokens_with_real_residual_still_follow_the_greedy():
+    # qualities down to 1e-3 (diag(L) down to 1e-6): small gains that are real, not rounding noise
+    g = torch.Generator().manual_seed(14)
+    feats = torch.linalg.qr(torch.randn(16, 16, generator=g, dtype=torch.float64))[0][:12][None]  # orthonormal rows
+    feats = feats + 0.3 * torch.randn(1, 12, 16, generator=g, dtype=torch.float64)
+    quality = torch.logspace(0, -3, 12, dtype=torch.float64)[torch.randperm(12, generator=g)][None]
+    sim = cosine_similarity_matrix(feats)
+    kernel = quality[0, :, None] * sim[0] * quality[0, None, :]
+    expected = brute_force_logdet_greedy(kernel, 12)
+    assert dpp_greedy_map(sim.float(), quality.float(), 12)[0].tolist() == expected
