@@ -25,7 +25,7 @@ def unit_rows(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     do, so non-zero rows are bit-identical to theirs; zero rows become zeros
     instead of NaN.
     """
-    x = x.to(compute_dtype(x))
+    x = x.to(compute_dtype(x)).contiguous()  # row reductions on a strided layout are several times slower
     return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(eps)
 
 

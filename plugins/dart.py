@@ -159,8 +159,8 @@ def pick_text_pivots(text_keys: torch.Tensor, text_mask: torch.Tensor, count: in
 def pivot_similarity(ctx, image_pivots: torch.Tensor, text_pivots: torch.Tensor) -> torch.Tensor:
     """Cosine [B, P, N] between every pivot's final-normed hidden state and every image token's."""
     image = unit_rows(ctx.final_norm(ctx.hidden))
-    text = unit_rows(ctx.final_norm(ctx.text_hidden))
-    pivots = torch.cat([rows_at(image, image_pivots), rows_at(text, text_pivots)], dim=1)
+    text = unit_rows(ctx.final_norm(rows_at(ctx.text_hidden, text_pivots)))  # the norm is per token
+    pivots = torch.cat([rows_at(image, image_pivots), text], dim=1)
     return pivots @ image.mT
 
 
