@@ -18,8 +18,9 @@ class DART(Strategy):
     the post-RoPE keys of layer K-1 (`keys`, `ctx.text_keys`) to choose pivots
     and the layer K-1 hidden states passed through the LLM's final RMSNorm
     (`ctx.final_norm(ctx.hidden)`, `ctx.final_norm(ctx.text_hidden)`) for the
-    cosine similarity. Nothing is merged; kept tokens keep their order and
-    original position ids.
+    cosine similarity. final_norm must act per token (RMSNorm, LayerNorm): it
+    is applied to the image states and to the text pivots' rows only.
+    Nothing is merged; kept tokens keep their order and original position ids.
 
     Pivots: the `pivot_image_tokens` image tokens with the largest key L1
     norm, and the `pivot_text_tokens` text tokens after the image span with
