@@ -14,8 +14,11 @@ ATTN_ALL_QUERIES = "attn_all_queries"
 class FastV(Strategy):
     """FastV: keep the `budget` image tokens with the highest attention at layer K-1.
 
-    Runs at the input of decoder layer K (default 2), once at prefill. Nothing
-    is merged; the kept tokens keep their original order and position ids.
+    Runs at the input of decoder layer K (default 2, must be >= 1), once at
+    prefill (the KV-cache variant of the official code; the original re-prunes
+    at every decoding step). The official K=0 falls back to random selection:
+    use the `random` strategy for that. Nothing is merged; the kept tokens
+    keep their original order and position ids.
 
     Criterion (param `criterion`):
       last_token (default, the official code): `attn`, the last prompt token's
