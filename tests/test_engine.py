@@ -26,8 +26,14 @@ def _layers_needed() -> int:
 
 
 #: adapter -> (builder, samples(n, seed) for it)
+QWEN_SIZES = [(56, 56), (84, 56), (56, 70)]  # different image sizes: samples of one batch differ in N
+
 ADAPTERS = {
     "llava": (lambda: tm.llava(layers=_layers_needed()), lambda n, seed=0: tm.samples(n, seed=seed)),
+    "qwen2_vl": (lambda: tm.qwen2_vl(layers=_layers_needed()),
+                 lambda n, seed=0: tm.samples(n, seed=seed, image_sizes=QWEN_SIZES)),
+    "qwen2_5_vl": (lambda: tm.qwen2_5_vl(layers=_layers_needed()),
+                   lambda n, seed=0: tm.samples(n, seed=seed, image_sizes=QWEN_SIZES)),
 }
 
 _built: dict = {}
@@ -119,8 +125,9 @@ def slow_reference(vlm, inputs, strategy, budget, steps=NEW_TOKENS, **apply_kw):
     return torch.cat(out, dim=1)
 
 
-def n_visual(vlm, inputs) -> int:
-    return vlm.count_visual(inputs["input_ids"][0])
+def n_visual(vlm, inputs, reduce=max) -> int:
+    """Visual tokens per sample (the largest, or ``reduce`` over the batch)."""
+    return reduce(vlm.count_visual(row) for row in inputs["input_ids"])
 
 
 def hook_count(model) -> int:
@@ -149,7 +156,7 @@ def test_identity_budget_all_tokens(case, strategy):
         logits, tokens = forward_logits(vlm, inputs), generate(vlm, inputs)
     assert torch.equal(logits, base_logits)
     assert torch.equal(tokens, base_tokens)
-    assert all(r["count"] == n and r["kept"] == list(range(n)) for r in handle.records)
+    assert all(r["count"] == r["n_visual"] and r["kept"] == list(range(r["n_visual"])) for r in handle.records)
     assert_unpatched(vlm, before)
 
 
@@ -186,7 +193,7 @@ def test_batch_equals_single_runs(case, strategy):
     s = {"test_keep_top": KeepTop, "test_merge": Merge}.get(strategy, lambda: tokenprune.get_strategy(strategy))()
     batch = vlm.build_inputs(samples)
     assert batch["attention_mask"].sum(dim=1).unique().numel() == 3, "prompts must differ in length"
-    budget = max(1, min(vlm.count_visual(row) for row in batch["input_ids"]) // 3)
+    budget = max(1, n_visual(vlm, batch, min) // 3)
     with tokenprune.apply(vlm, s, budget) as handle:
         together = generate(vlm, batch)
         kept_batch = [r["kept"] for r in handle.records]
@@ -204,15 +211,15 @@ def test_every_registered_strategy_runs(case, name):
     vlm, make = case
     inputs = vlm.build_inputs(make(2, seed=7))
     strategy = tokenprune.get_strategy(name)
-    n = n_visual(vlm, inputs)
-    budget = max(1, n // 4)
+    budget = max(1, n_visual(vlm, inputs, min) // 4)
     before = hook_count(vlm.model)
     with tokenprune.apply(vlm, strategy, budget) as handle:
         tokens = generate(vlm, inputs, max_new_tokens=2)
     assert tokens.shape == (2, 2)
     assert [r["sample"] for r in handle.records] == [0, 1]
     for r in handle.records:
-        assert r["n_visual"] == n and r["count"] == len(r["kept"]) >= 1
+        assert r["n_visual"] == vlm.count_visual(inputs["input_ids"][r["sample"]])
+        assert r["count"] == len(r["kept"]) >= 1
         if strategy.exact_budget:
             assert r["count"] == budget
         assert r["select_s"] >= 0 and r["grid"] is not None

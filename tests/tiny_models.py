@@ -142,3 +142,50 @@ def samples(n: int, *, seed: int = 0, image_sizes=None, frames: int = 0):
 def special_ids() -> list[int]:
     """Tokens generation must never produce in tests (media placeholders, padding, end of sequence)."""
     return list(range(len(SPECIALS)))
+
+
+def _qwen_processor(patch: int, timestamps=False, seconds_per_grid=False):
+    from tokenprune.models.qwen_inputs import QwenProcessor
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    factor = patch * 2
+    image_processor = Qwen2VLImageProcessorPil(patch_size=patch, merge_size=2, temporal_patch_size=2,
+                                               min_pixels=factor * factor * 4, max_pixels=factor * factor * 48)
+    return QwenProcessor(tokenizer(), image_processor, QWEN_CHAT, timestamps=timestamps,
+                         seconds_per_grid=seconds_per_grid)
+
+
+def _qwen_ids():
+    return dict(image_token_id=token_id("<|image_pad|>"), video_token_id=token_id("<|video_pad|>"),
+                vision_start_token_id=token_id("<|vision_start|>"), vision_end_token_id=token_id("<|vision_end|>"))
+
+
+QWEN_ROPE = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}
+
+
+@_seeded
+def qwen2_vl(layers: int = 4, attn_implementation: str = "sdpa"):
+    """Qwen2-VL shape: patch 7, 2x2 merge (a 56 x 56 image gives 4 x 4 = 16 tokens), M-RoPE, GQA."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    config = Qwen2VLConfig(
+        vision_config=dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, patch_size=7, spatial_merge_size=2,
+                           temporal_patch_size=2, mlp_ratio=2, initializer_range=0.15),
+        text_config=text_config(layers, rope_parameters=dict(QWEN_ROPE)), **_qwen_ids())
+    model = Qwen2VLForConditionalGeneration(config).eval()
+    return _finish(model, _qwen_processor(7), "qwen2_vl", attn_implementation=attn_implementation)
+
+
+@_seeded
+def qwen2_5_vl(layers: int = 4, attn_implementation: str = "sdpa"):
+    """Qwen2.5-VL shape (window attention in the vision tower, RMSNorm merger), same LLM-side grid as Qwen2-VL."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    config = Qwen2_5_VLConfig(
+        vision_config=dict(depth=2, hidden_size=32, out_hidden_size=64, intermediate_size=48, num_heads=2,
+                           patch_size=7, spatial_merge_size=2, temporal_patch_size=2, window_size=28,
+                           fullatt_block_indexes=[1], initializer_range=0.15),
+        text_config=text_config(layers, rope_parameters=dict(QWEN_ROPE)), **_qwen_ids())
+    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    return _finish(model, _qwen_processor(7, seconds_per_grid=True), "qwen2_5_vl",
+                   attn_implementation=attn_implementation)

@@ -31,9 +31,12 @@ def reindexed(real: torch.Tensor) -> torch.Tensor:
 def next_original(full_positions: torch.Tensor, padding: torch.Tensor | None) -> torch.Tensor:
     """[B] one past the largest original position of each sample's real tokens.
 
-    ``full_positions`` is [B|1, L] or [R, B|1, L] (M-RoPE rows: the max over rows).
+    ``full_positions`` is [B|1, L] or [R, B|1, L] (M-RoPE rows: the max over rows; Qwen's 4-row ids lead
+    with a plain text index, which decoding does not continue from, so it is left out).
     """
     pos = full_positions if full_positions.dim() == 3 else full_positions[None]
+    if pos.shape[0] == 4:
+        pos = pos[1:]
     pos = pos.amax(dim=0)
     if padding is not None:
         pos = pos.expand(padding.shape[0], -1).masked_fill(~padding.bool().to(pos.device), -1)

@@ -11,6 +11,8 @@ from ..hookspecs import hookimpl
 
 _BUILTIN = (
     ("llava", "LlavaAdapter"),
+    ("qwen_vl", "Qwen2VLAdapter"),
+    ("qwen_vl", "Qwen25VLAdapter"),
 )
 
 
