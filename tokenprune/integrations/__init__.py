@@ -1,0 +1,1 @@
+"""Bridges to other evaluation tools (optional extras; nothing here is imported by the core)."""
