@@ -1,7 +1,6 @@
 """Running cells: load each model once, prune, generate, score, append per sample, then metrics."""
 from __future__ import annotations
 
-import hashlib
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -34,11 +33,6 @@ def load_model(spec: ModelSpec):
 
     return load(spec.adapter, resolve_checkpoint(spec.checkpoint), dtype=spec.dtype,
                 attn_implementation=spec.attn_implementation, device=spec.device)
-
-
-def sample_seed(seed: int, sample_id: str) -> int:
-    """Per-sample seed from the cell seed and the sample id: independent of order, batch and resume."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{sample_id}".encode()).digest()[:8], "little") % (2**63)
 
 
 def run_group(model_spec: ModelSpec, cells: list[CellSpec], store: RunStore, *, warmup: int,
@@ -76,7 +70,9 @@ def _pruning(vlm, cell: CellSpec):
         return nullcontext(None)  # the reference is the untouched model
     from ..engine import apply
 
-    return apply(vlm, cell.strategy, budget=cell.budget, keep_ratio=cell.keep_ratio, **cell.params)
+    # the engine seeds each sample's generator from this seed and the sample's own tokens,
+    # so results do not depend on batch composition or on resuming
+    return apply(vlm, cell.strategy, budget=cell.budget, keep_ratio=cell.keep_ratio, seed=cell.seed, **cell.params)
 
 
 def run_cell(vlm, cell: CellSpec, cs: CellStore, *, warmup: int, progress: Progress) -> str:
@@ -93,15 +89,13 @@ def run_cell(vlm, cell: CellSpec, cs: CellStore, *, warmup: int, progress: Progr
             for start in range(0, len(todo), cell.batch_size):
                 batch = todo[start:start + cell.batch_size]
                 if handle is not None:
-                    handle.set_seeds([sample_seed(cell.seed, s.id) for s in batch])
                     handle.clear()
                 inputs = vlm.build_inputs(batch)
                 started = time.perf_counter()
                 result = vlm.generate(inputs, max_new_tokens=max_new, **gen_kwargs)
                 wall = time.perf_counter() - started
-                prune_records = list(handle.records) if handle is not None else [None] * len(batch)
-                prompt_tokens = vlm.prompt_lengths(inputs)
-                n_visual = vlm.visual_token_counts(inputs)
+                prune_records = _per_sample(handle, len(batch))
+                prompt_tokens, n_visual = _prompt_sizes(vlm, inputs)
                 for i, sample in enumerate(batch):
                     cs.append(_record(bench, sample, result, i, prune_records[i], prompt_tokens[i], n_visual[i],
                                       wall, warm=measured_so_far < warmup))
@@ -115,6 +109,27 @@ def run_cell(vlm, cell: CellSpec, cs: CellStore, *, warmup: int, progress: Progr
     except Exception as exc:  # isolation: record the failure, let the sweep go on
         cs.fail(exc)
         return "failed"
+
+
+def _per_sample(handle, batch_size: int) -> list:
+    """The engine's record of each sample's (single) pruned prefill, in batch order."""
+    if handle is None:
+        return [None] * batch_size
+    recs = [r for r in handle.records if r.get("prefill", 0) == handle.records[0].get("prefill", 0)]
+    if len(recs) != batch_size:
+        raise RuntimeError(f"the engine recorded {len(recs)} pruned samples for a batch of {batch_size}")
+    return sorted(recs, key=lambda r: r["sample"])
+
+
+def _prompt_sizes(vlm, inputs) -> tuple[list[int], list[int]]:
+    """Prompt length (padding excluded) and visual-token count of every sample in the batch."""
+    import torch
+
+    ids = inputs["input_ids"]
+    mask = inputs.get("attention_mask")
+    lengths = (mask.sum(dim=1) if mask is not None else torch.full((ids.shape[0],), ids.shape[1])).tolist()
+    visual = [vlm.count_visual(row) for row in ids]
+    return [int(n) for n in lengths], visual
 
 
 def _record(bench, sample, result, i, prune, prompt_tokens, n_visual, wall, warm) -> dict:

@@ -1,0 +1,164 @@
+"""The sweep runner end to end on a tiny LLaVA: results, resume after a kill, isolation, executors."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import tokenprune as tp
+from tokenprune.cli import main
+from tokenprune.plugins import pm
+from tokenprune import registry
+from tokenprune.runner.collect import collect
+from tokenprune.runner.store import RunStore
+
+sys.path.insert(0, str(Path(__file__).parent))
+import tiny_models  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def checkpoint():
+    return tiny_models.llava(layers=4).checkpoint
+
+
+def write_grid(tmp_path, checkpoint, **changes):
+    grid = {
+        "name": "tiny",
+        "models": [{"label": "tiny", "adapter": "llava", "checkpoint": checkpoint}],
+        "strategies": ["vanilla", "random", "vlm_pruner", "fastv"],
+        "budgets": [9, {"keep_ratio": 0.5}],
+        "benchmarks": [{"name": "shapes", "limit": 4}],
+        "generation": {"max_new_tokens": 3},
+        "latency": {"warmup": 1},
+        **changes,
+    }
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    return path
+
+
+def results(run_dir) -> dict:
+    """What must not depend on how the run happened: per cell, per sample prediction, score, kept tokens."""
+    out = {}
+    for cs in RunStore(run_dir).cells():
+        recs = sorted(cs.records(), key=lambda r: r["id"])
+        out[cs.cell.id] = [(r["id"], r["prediction"], json.dumps(r["score"]), r["kept"], r["count"]) for r in recs]
+    return out
+
+
+def test_run_records_everything_and_resumes_finished_cells(tmp_path, checkpoint, capsys):
+    grid = write_grid(tmp_path, checkpoint)
+    out = tmp_path / "run"
+    assert main(["run", str(grid), "--out", str(out), "--quiet", "--no-report"]) == 0
+    df = collect(out)
+    assert len(df) == 1 + 3 * 2 and set(df["status"]) == {"done"}
+    vlm_row = df[(df["strategy"] == "vlm_pruner") & (df["budget"] == 9)].iloc[0]
+    assert vlm_row["tokens.kept_mean"] == 9 and vlm_row["tokens.n_visual_mean"] == 36
+    assert vlm_row["flops.prefill_flops_ratio"] < 1.0
+    ratio_row = df[(df["strategy"] == "fastv") & (df["keep_ratio"] == 0.5)].iloc[0]
+    assert ratio_row["tokens.kept_mean"] == 18
+    vanilla = df[df["strategy"] == "vanilla"].iloc[0]
+    assert vanilla["flops.prefill_flops_ratio"] == 1.0
+    assert vanilla["latency.prefill_s_median"] > 0 and vanilla["latency.latency_samples"] == 3
+    assert vanilla["environment.device"] == "cpu" and vanilla["environment.attn_implementation"] == "sdpa"
+    cell = RunStore(out).cells()[0]
+    assert (cell.dir / "DONE").exists() and (cell.dir / "spec.json").exists()
+    first = results(out)
+    assert main(["run", str(grid), "--out", str(out), "--quiet", "--no-report"]) == 0
+    assert "skipped (already finished) 7" in capsys.readouterr().out
+    assert results(out) == first
+
+
+def _run_cli(args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "tokenprune.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **kw)
+
+
+def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path, checkpoint):
+    grid = write_grid(tmp_path, checkpoint, strategies=["vanilla", "vlm_pruner"], budgets=[9],
+                      benchmarks=[{"name": "shapes", "limit": 6}])
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    assert main(["run", str(grid), "--out", str(clean), "--quiet", "--no-report"]) == 0
+    proc = _run_cli(["run", str(grid), "--out", str(killed), "--quiet", "--no-report"])
+    deadline = time.time() + 240
+    while time.time() < deadline:  # kill in the middle of the first cell
+        lines = sum(p.read_text().count("\n") for p in killed.glob("cells/*/samples.jsonl")) if killed.exists() else 0
+        if lines >= 3:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = results(killed)
+    assert 0 < sum(len(v) for v in partial.values()) < 12, "the kill must land mid-run"
+    with open(next(killed.glob("cells/*/samples.jsonl")), "a") as f:
+        f.write('{"id": "torn')  # what a kill during a write leaves behind
+    assert main(["run", str(grid), "--out", str(killed), "--quiet", "--no-report"]) == 0
+    assert results(killed) == results(clean)
+    assert all(len(v) == 6 for v in results(killed).values())
+
+
+class Exploding(tp.Strategy):
+    """Test-only: fails on every call."""
+
+    name = "exploding"
+    stage = "pre_llm"
+
+    def select(self, keys, attn, coords, budget, ctx):
+        raise RuntimeError("kaboom from a buggy plugin")
+
+
+class _Plugin:
+    @staticmethod
+    @tp.hookimpl
+    def register_strategies(register):
+        register(Exploding)
+
+
+def test_failing_cell_is_isolated_and_reported(tmp_path, checkpoint, capsys):
+    pm.register(_Plugin(), name="exploding-plugin")
+    registry.clear_caches()
+    try:
+        grid = write_grid(tmp_path, checkpoint, strategies=["vanilla", "exploding", "random"], budgets=[9])
+        out = tmp_path / "run"
+        assert main(["run", str(grid), "--out", str(out), "--quiet", "--no-report"]) == 1
+        printed = capsys.readouterr().out
+        assert "failed 1" in printed and "FAILED tiny | exploding | budget 9" in printed
+        df = collect(out)
+        assert df.set_index("strategy")["status"].to_dict() == {"vanilla": "done", "exploding": "failed",
+                                                                 "random": "done"}
+        failed = next(cs for cs in RunStore(out).cells() if cs.cell.strategy == "exploding")
+        err = failed.error()
+        assert "kaboom from a buggy plugin" in err["message"] and "exploding" in err["message"]
+        assert "Traceback" in err["traceback"]
+    finally:
+        pm.unregister(name="exploding-plugin")
+        registry.clear_caches()
+
+
+@pytest.mark.parametrize("executor", [{"name": "pool", "workers": 2, "threads": 1},
+                                      {"name": "slurm", "cluster": "local", "timeout_min": 10}])
+def test_executors_give_the_same_results(tmp_path, checkpoint, executor):
+    grid = write_grid(tmp_path, checkpoint, strategies=["vanilla", "random", "divprune"], budgets=[9],
+                      benchmarks=[{"name": "shapes", "limit": 3}])
+    assert main(["run", str(grid), "--out", str(tmp_path / "local"), "--quiet", "--no-report"]) == 0
+    other = write_grid(tmp_path, checkpoint, strategies=["vanilla", "random", "divprune"], budgets=[9],
+                       benchmarks=[{"name": "shapes", "limit": 3}], executor=executor)
+    assert main(["run", str(other), "--out", str(tmp_path / "other"), "--quiet", "--no-report"]) == 0
+    assert results(tmp_path / "other") == results(tmp_path / "local")
+    assert set(collect(tmp_path / "other")["status"]) == {"done"}
+
+
+@pytest.mark.ray
+def test_ray_executor_gives_the_same_results(tmp_path, checkpoint, ray_cluster):
+    grid = write_grid(tmp_path, checkpoint, strategies=["vanilla", "random"], budgets=[9],
+                      benchmarks=[{"name": "shapes", "limit": 3}])
+    assert main(["run", str(grid), "--out", str(tmp_path / "local"), "--quiet", "--no-report"]) == 0
+    other = write_grid(tmp_path, checkpoint, strategies=["vanilla", "random"], budgets=[9],
+                       benchmarks=[{"name": "shapes", "limit": 3}], executor={"name": "ray", "num_cpus": 1})
+    assert main(["run", str(other), "--out", str(tmp_path / "ray"), "--quiet", "--no-report"]) == 0
+    assert results(tmp_path / "ray") == results(tmp_path / "local")
