@@ -55,7 +55,7 @@ class SEEDBench(DatasetBenchmark):
             images=visuals if kind == "image" else [],
             frames=visuals if kind == "video" else None,
             meta={"data_type": kind,
-                  "dimension": DIMENSIONS.get(int(type_id)) if type_id is not None else None},
+                  "dimension": DIMENSIONS.get(int(type_id)) if str(type_id).isdigit() else None},
         )
 
     def score(self, sample, prediction):
