@@ -58,6 +58,22 @@ def test_collect_and_relative_to_vanilla(tmp_path, fake_plugin):
     assert row["score"] == 40.0 and row["relative"] == pytest.approx(40.0)
 
 
+def test_loyalty_and_hard_subset(tmp_path, fake_plugin):
+    from tokenprune.runner.collect import hard_accuracy, loyalty
+
+    ref = [{"id": "a", "prediction": "Yes.", "score": {"correct": 1.0}},
+           {"id": "b", "prediction": "no", "score": {"correct": 0.0}},
+           {"id": "c", "prediction": "x", "score": {"pred": "B", "correct": 1.0}}]
+    mine = [{"id": "a", "prediction": "yes", "score": {"correct": 1.0}},
+            {"id": "b", "prediction": "yes", "score": {"correct": 1.0}},
+            {"id": "c", "prediction": "the answer is B", "score": {"pred": "B", "correct": 1.0}}]
+    assert loyalty(mine, ref) == pytest.approx(200 / 3)  # b changed its answer (and became right)
+    pool = [{"id": "a", "score": {"correct": 0.0}}, {"id": "b", "score": {"correct": 0.0}},
+            {"id": "c", "score": {"correct": 1.0}}]
+    assert hard_accuracy(mine, pool) == (100.0, 2)
+    assert hard_accuracy(ref, pool) == (50.0, 2)
+
+
 def test_paper_table_groups_budgets_and_marks_best(tmp_path, fake_plugin):
     fabricate(tmp_path)
     table = paper_table(collect(tmp_path), "m")

@@ -127,6 +127,15 @@ def write_report(run_dir, out=None) -> Path:
             sections_md.append(f"{title}\n\n![{title}]({fname})\n")
             sections_html += [f"<p>{html.escape(title)}</p>", _img(data)]
 
+    loyal_cols = ["model", "label", "budget_label", "benchmark", "score", "loyalty", "hard_accuracy", "hard_samples"]
+    loyal_df = df[(df["status"] == "done") & (df["strategy"] != "vanilla")]
+    if "loyalty" in loyal_df and loyal_df["loyalty"].notna().any():
+        md = _df_markdown(loyal_df[loyal_cols])
+        text = ("Loyalty: % of samples answered as the unpruned model answered them. Hard subset: accuracy on "
+                "the samples the `pool` baseline at the same budget gets wrong (where strategies differ).\n\n")
+        sections_md += ["### Loyalty and the hard subset\n", text + md]
+        sections_html += ["<h3>Loyalty and the hard subset</h3>", f"<p>{html.escape(text)}</p>", _md_table_to_html(md)]
+
     diag_cols = ["model", "label", "budget_label", "benchmark", "diagnostics.edge_tokens",
                  "diagnostics.nn_distance", "diagnostics.redundancy"]
     diag_df = df[(df["status"] == "done") & df["diagnostics.edge_tokens"].notna()][diag_cols]

@@ -87,7 +87,7 @@ def print_summary(grid, store, status):
     df = df[df["cell"].isin(ids)] if not df.empty else df
     print(f"\n{grid.name}: {len(ids)} cells in {store.root}")
     if not df.empty:
-        cols = ["model", "label", "budget_label", "benchmark", "status", "score", "relative",
+        cols = ["model", "label", "budget_label", "benchmark", "status", "score", "relative", "loyalty",
                 "tokens.kept_mean", "latency.prefill_s_median"]
         shown = df[[c for c in cols if c in df.columns]].copy()
         with __import__("pandas").option_context("display.max_rows", 500, "display.width", 200,
