@@ -25,3 +25,21 @@ def test_bench_cli_writes_labelled_results(tmp_path, capsys):
 def test_bench_cli_rejects_unknown_shape(capsys):
     assert main(["bench", "select", "--shapes", "gpt5"]) == 2
     assert "unknown shape(s) ['gpt5']" in capsys.readouterr().err
+
+
+def test_e2e_bench_sets_speed_beside_flops(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import tiny_models
+
+    ckpt = tiny_models.llava(layers=4).checkpoint
+    assert main(["bench", "e2e", "--arch", ckpt, "--strategies", "random", "--budgets", "9", "--repeats", "1",
+                 "--warmup", "0", "--out", str(tmp_path)]) == 0
+    rows = json.loads(next(tmp_path.glob("e2e_*.json")).read_text())["rows"]
+    assert [r["strategy"] for r in rows] == ["vanilla", "limit", "random"]
+    pruned = rows[-1]
+    assert pruned["budget"] == 9 and pruned["flops_speedup"] > 1.0
+    assert pruned["speedup_vs_flops_limit"] == pruned["speedup"] / pruned["flops_speedup"]
+    assert pruned["prefill_ms"] > 0 and pruned["decode_ms_per_token"] > 0 and "select_ms" in pruned

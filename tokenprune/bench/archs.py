@@ -1,0 +1,56 @@
+"""Full-size VLM architectures built from their configs with random weights (timing needs no trained weights).
+
+Only the shapes matter: LLaVA-1.5-7B (CLIP ViT-L/14-336 + Llama-2-7B, 576 visual tokens) and
+Qwen2-VL-7B (675M ViT with 2x2 merge + Qwen2-7B). A word-level tokenizer stands in for the real one.
+"""
+from __future__ import annotations
+
+import tempfile
+
+import torch
+
+WORDS = "what is in this image describe the picture how many are there USER ASSISTANT : ? . yes no".split()
+
+
+def _tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["<pad>", "<s>", "</s>", "<unk>", "<image>"] + WORDS)}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                                   unk_token="<unk>", padding_side="left")
+    fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    return fast
+
+
+def llava_15_7b(dtype=torch.bfloat16, device="cuda", attn_implementation="sdpa"):
+    """A random-weight LLaVA-1.5-7B, saved with a processor and loaded through the `llava` adapter."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
+
+    from ..models.llava import LlavaAdapter
+
+    tok = _tokenizer()
+    vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                              image_size=336, patch_size=14, projection_dim=768)
+    text = LlamaConfig(vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                       num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"),
+                         vision_feature_layer=-2, vision_feature_select_strategy="default", pad_token_id=0)
+    config._attn_implementation = attn_implementation
+    with torch.device(device):
+        model = LlavaForConditionalGeneration._from_config(config, torch_dtype=dtype).eval()
+    processor = LlavaProcessor(
+        image_processor=LlavaImageProcessorPil(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336}),
+        tokenizer=tok, patch_size=14, vision_feature_select_strategy="default", num_additional_image_tokens=1,
+        chat_template=("{% for m in messages %}{{ m['role'].upper() }}: {% for c in m['content'] %}"
+                       "{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}{% endfor %} "
+                       "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"))
+    path = tempfile.mkdtemp(prefix="tokenprune-arch-")
+    processor.save_pretrained(path)
+    return LlavaAdapter(model, LlavaAdapter.load_processor(path), checkpoint="random:llava-1.5-7b")
+
+
+ARCHS = {"llava-1.5-7b": llava_15_7b}
