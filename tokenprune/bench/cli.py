@@ -32,7 +32,7 @@ def bench_command(args) -> int:
     else:
         from .e2e import run as run_e2e
 
-        rows = run_e2e(arch=args.arch or "zoo:tiny-llava-shapes", strategies=_list(args.strategies),
+        rows = run_e2e(arch=args.arch or "zoo:shapes-llava-144", strategies=_list(args.strategies),
                        budgets=[int(b) for b in _list(args.budgets)] if args.budgets else None,
                        devices=devices, repeats=args.repeats, warmup=args.warmup, dtype=args.dtype)
         cols = ["arch", "strategy", "budget", "device", "dtype", "attn", "prefill_ms", "prefill_p90_ms",

@@ -72,7 +72,7 @@ def _measure(vlm, inputs, repeats: int, warmup: int, new_tokens: int, handle=Non
     return out
 
 
-def run(arch="zoo:tiny-llava-shapes", strategies=None, budgets=None, devices=None, repeats=5, warmup=2,
+def run(arch="zoo:shapes-llava-144", strategies=None, budgets=None, devices=None, repeats=5, warmup=2,
         dtype=None, new_tokens=8) -> list[dict]:
     from .. import get_strategy, list_strategies
 

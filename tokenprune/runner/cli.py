@@ -28,7 +28,7 @@ def smoke_overrides(raw_path: Path, limit: int | None) -> dict:
 
     raw = yaml.safe_load(raw_path.read_text()) or {}
     smoke = raw.get("smoke") or {}
-    model = {"adapter": smoke.get("adapter", "llava"), "checkpoint": smoke.get("checkpoint", "zoo:tiny-llava-shapes"),
+    model = {"adapter": smoke.get("adapter", "llava"), "checkpoint": smoke.get("checkpoint", "zoo:shapes-llava-144"),
              "label": "smoke"}
     bench = {"name": smoke.get("benchmark", "shapes"), "limit": limit or smoke.get("limit", 4)}
     return {"models": [model], "benchmarks": [bench]}

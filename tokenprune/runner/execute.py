@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from pathlib import Path
 
 from .. import flops, registry, timing
 from ..errors import ConfigError
@@ -20,11 +19,10 @@ def resolve_checkpoint(checkpoint: str) -> str:
     if checkpoint.startswith("zoo:"):
         from .. import zoo
 
-        path = Path(zoo.__file__).parent / "checkpoints" / checkpoint[4:]
-        if not path.is_dir():
-            known = sorted(p.name for p in (Path(zoo.__file__).parent / "checkpoints").glob("*") if p.is_dir())
-            raise ConfigError(f"no bundled checkpoint {checkpoint!r}; bundled: {', '.join('zoo:' + k for k in known) or '(none)'}")
-        return str(path)
+        try:
+            return str(zoo.checkpoint_path(checkpoint[4:]))
+        except FileNotFoundError as exc:
+            raise ConfigError(str(exc)) from None
     return checkpoint
 
 
