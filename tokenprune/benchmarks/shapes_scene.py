@@ -134,7 +134,7 @@ def ask_color(scene: Scene, rng: random.Random, want: str | None) -> QA | None:
     if not pool:
         return None
     it = rng.choice(pool)
-    return QA("color", f"what color is the shape at the {it.region} ?", it.color)
+    return QA("color", f"what color is at the {it.region} ?", it.color)
 
 
 def ask_shape(scene: Scene, rng: random.Random, want: str | None) -> QA | None:
@@ -157,10 +157,10 @@ def ask_count(scene: Scene, rng: random.Random, want: str | None) -> QA | None:
     options = []
     for color in COLORS:
         n = sum(it.color == color for it in scene.shapes)
-        options.append((f"how many {color} shapes are there ?", str(n)))
+        options.append((f"how many {color} shapes ?", str(n)))
     for shape in SHAPES:
         n = sum(it.shape == shape for it in scene.shapes)
-        options.append((f"how many {PLURALS[shape]} are there ?", str(n)))
+        options.append((f"how many {PLURALS[shape]} ?", str(n)))
     options = [(q, a) for q, a in options if a in COUNTS]
     if want is None:  # balance answers rather than questions: absent attributes would make "0" dominate
         want = rng.choice(sorted({a for _, a in options}))
@@ -223,6 +223,6 @@ def scene_with_question(rng: random.Random, qtype: str, want: str | None = None,
 def vocabulary() -> list[str]:
     """Every word a question or an answer of this benchmark can use, sorted."""
     words = {"is", "there", "a", "what", "color", "the", "shape", "at", "digit", "how", "many",
-             "shapes", "are", "above", "below", "left", "right", "of", "?"}
+             "shapes", "above", "below", "left", "right", "of", "?"}
     words.update(COLORS, SHAPES, PLURALS.values(), DIGITS, ROWS, COLS, COUNTS, ("yes", "no"))
     return sorted(words)
