@@ -158,15 +158,15 @@ def squared_distances_to(k, sq_norms, idx):
 
 
 def similarity_columns(unit: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """[B, N, m] raw cosine between every token and the tokens ``cols`` [B, m]."""
-    picked = unit.gather(1, cols[..., None].expand(-1, -1, unit.shape[-1]))
-    return torch.bmm(unit, picked.transpose(1, 2))
+    """[B, m, N] raw cosine between the tokens ``cols`` [B, m] and every token."""
+    picked = unit[torch.arange(unit.shape[0], device=unit.device)[:, None], cols]
+    return torch.bmm(picked, unit.transpose(1, 2))
 
 
-def distance_columns(pos: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """[B, N, m] Euclidean grid distance between every token and the tokens ``cols`` [B, m]."""
-    diff = pos[None, :, None, :] - pos[cols][:, None, :, :]
-    return diff.pow(2).sum(-1).sqrt()
+def grid_distances(pos: torch.Tensor) -> torch.Tensor:
+    """[N, N] exact Euclidean distances between positions (summed per axis: no [N, N, c] temporary)."""
+    sq = sum((p[:, None] - p[None, :]).square() for p in pos.unbind(1))
+    return sq.sqrt()
 
 
 # ---------------------------------------------------------------- stage 2
@@ -190,21 +190,29 @@ class ParallelGreedy:
     ``near`` (min grid distance to it), so the BSS score of any candidate is
     best_sim * (1 + lam * near / D_max), which equals the max of the modulated
     row because the factor is positive and rounding is monotone.
+
+    Each sample walks its own rounds and chunks; samples are advanced together,
+    one chunk each per step, with masks (a finished sample just idles).
     """
 
-    def __init__(self, unit, pos, inv_dmax, pivots, budget, s: PrunerSettings):
+    def __init__(self, unit, dist, inv_dmax, pivots, budget, s: PrunerSettings):
         B, N, _ = unit.shape
         dev = unit.device
-        self.unit, self.pos, self.inv_dmax, self.budget, self.s = unit, pos, inv_dmax, budget, s
+        self.unit, self.dist, self.inv_dmax, self.budget, self.s = unit, dist, inv_dmax, budget, s
         self.N, self.chunk = N, s.token_batch
+        self.none = N + s.token_batch  # "no accepted slot": beyond every chunk, the first included
         self.width = max(budget, pivots.shape[1])  # faithful keeps every pivot even if budget < kappa
+        self.rows = torch.arange(B, device=dev)[:, None]
         self.slots = torch.arange(N, device=dev)
+        self.offsets = torch.arange(s.token_batch, device=dev)
+        self.anchor = pivots[:, :1]  # always selected: stands in for members that are not taken
         self.order = torch.full((B, self.width + 1), -1, dtype=torch.long, device=dev)  # last column: dump
         self.selected = torch.zeros(B, N + 1, dtype=torch.bool, device=dev)  # last column: dump
         self.best_sim = torch.full((B, N), -math.inf, device=dev)
         self.near = torch.full((B, N), math.inf, device=dev)
         self.count = torch.zeros(B, dtype=torch.long, device=dev)
         self.tau = torch.full((B,), math.nan, dtype=torch.float64, device=dev)
+        self.tau32 = self.tau.float()
         self.tau_next = torch.full((B,), s.tau0, dtype=torch.float64, device=dev)
         self.rounds = torch.zeros(B, dtype=torch.long, device=dev)
         self.perm = self.slots.expand(B, N).clone()
@@ -223,21 +231,22 @@ class ParallelGreedy:
 
     def absorb(self, members, take, rank):
         """Append members[take] at positions count + rank and fold their columns into the running reductions."""
-        dump_slot = torch.full_like(members, self.width)
-        self.order.scatter_(1, torch.where(take, self.count[:, None] + rank, dump_slot), members)
-        self.selected.scatter_(1, torch.where(take, members, torch.full_like(members, self.N)), True)
-        hide = ~take[:, None, :]
-        sims = similarity_columns(self.unit, members).masked_fill(hide, -math.inf).amax(-1)
-        self.best_sim = torch.maximum(self.best_sim, sims)
+        self.order.scatter_(1, torch.where(take, self.count[:, None] + rank, self.width), members)
+        self.selected.scatter_(1, torch.where(take, members, self.N), True)
+        # a member that is not taken is replaced by a selected token: max/min over it change nothing
+        cols = torch.where(take, members, self.anchor)
+        self.best_sim = torch.maximum(self.best_sim, similarity_columns(self.unit, cols).amax(1))
         if self.s.bss:
-            dists = distance_columns(self.pos, members).masked_fill(hide, math.inf).amin(-1)
-            self.near = torch.minimum(self.near, dists)
+            B, m = cols.shape
+            near = self.dist.index_select(1, cols.reshape(-1)).view(self.N, B, m).amin(2).t()
+            self.near = torch.minimum(self.near, near)
         self.count += take.sum(1)
         self.active &= self.count < self.budget
 
     def start_rounds(self, starting):
         """New round for ``starting`` samples: next threshold, candidates ranked by 1 - score (descending)."""
         self.tau = torch.where(starting, self.tau_next, self.tau)
+        self.tau32 = self.tau.float()  # scores are float32; the official code compares them to a Python float
         self.tau_next = torch.where(starting, self.tau + self.s.tau_step, self.tau_next)
         self.rounds += starting
         r = (1.0 - self.scores()).masked_fill(self.selected[:, : self.N], -math.inf)
@@ -248,22 +257,27 @@ class ParallelGreedy:
         self.need_round &= ~starting
 
     def step(self):
-        """Process, for every active sample, the next chunk that accepts something (or end its round)."""
+        """Process, for every active sample, the next chunk that accepts something (or end its round).
+
+        Chunks that accept nothing leave the state unchanged, so skipping to the
+        first chunk holding an accepted slot gives the same selection.
+        """
         s_perm = self.scores().gather(1, self.perm)
-        live = (self.slots >= self.ptr[:, None]) & (self.slots < self.n_cand[:, None]) & self.active[:, None]
-        accept = live & (s_perm < self.tau.float()[:, None])
-        in_first_chunk = self.slots < self.chunk
+        start = torch.where(self.active, self.ptr, self.N)[:, None]  # inactive samples see no live slot
+        live = (self.slots >= start) & (self.slots < self.n_cand[:, None])
+        accept = live & (s_perm < self.tau32[:, None])
+        first = torch.where(accept, self.slots, self.none).amin(1)
         fresh = self.active & (self.ptr == 0)
-        # official: a round whose first chunk adds nothing ends at once (and the selection stops)
-        empty = fresh & ~(accept & in_first_chunk).any(1)
-        spent = self.active & ~fresh & ~accept.any(1)
-        productive = self.active & ~empty & ~spent
-        if bool(empty.any()):
-            self.on_empty_round(empty, torch.where(live & in_first_chunk, s_perm, math.inf).amin(1))
+        # official: a round whose first chunk accepts nothing ends (and in faithful mode the selection stops)
+        empty = fresh & (first >= self.chunk)
+        spent = self.active & ~fresh & (first == self.none)
         self.need_round |= spent
+        if bool(empty.any()):
+            self.on_empty_round(empty, torch.where(live, s_perm, math.inf)[:, : self.chunk].amin(1))
+        productive = self.active & ~empty & ~spent
         if bool(productive.any()):
-            first = torch.where(accept, self.slots, self.N).amin(1)
-            self.take_chunk(productive, (first // self.chunk) * self.chunk, s_perm, accept)
+            self.take_chunk(productive, torch.div(first, self.chunk, rounding_mode="floor") * self.chunk,
+                            s_perm, accept)
 
     def on_empty_round(self, empty, best):
         if self.s.faithful:
@@ -274,20 +288,21 @@ class ParallelGreedy:
 
     def take_chunk(self, productive, start, s_perm, accept):
         """Accept the chunk at ``start``: members below tau, or the best (budget - count) if too many."""
-        offsets = torch.arange(self.chunk, device=s_perm.device)
-        where = start[:, None] + offsets
+        where = start[:, None] + self.offsets
         in_range = (where < self.n_cand[:, None]) & productive[:, None]
         where = where.clamp(max=self.N - 1)
         members = self.perm.gather(1, where)
-        below = accept.gather(1, where) & in_range
+        take = accept.gather(1, where) & in_range
+        rank = take.cumsum(1) - 1  # chunk order
         room = self.budget - self.count
-        too_many = below.sum(1) > room
-        # over the budget the official code takes the top (budget - count) of 1 - score over the chunk
-        r = (1.0 - s_perm.gather(1, where)).masked_fill(~in_range, -math.inf)
-        by_r = torch.sort(r, dim=1, descending=True, stable=True).indices
-        rank_r = torch.empty_like(by_r).scatter_(1, by_r, offsets.expand_as(by_r))
-        take = torch.where(too_many[:, None], in_range & (rank_r < room[:, None]), below)
-        rank = torch.where(too_many[:, None], rank_r, below.cumsum(1) - 1)
+        too_many = take.sum(1) > room
+        if bool(too_many.any()):
+            # over the budget the official code takes the top (budget - count) of 1 - score over the chunk
+            r = (1.0 - s_perm.gather(1, where)).masked_fill(~in_range, -math.inf)
+            by_r = torch.sort(r, dim=1, descending=True, stable=True).indices
+            rank_r = torch.empty_like(by_r).scatter_(1, by_r, self.offsets.expand_as(by_r))
+            take = torch.where(too_many[:, None], in_range & (rank_r < room[:, None]), take)
+            rank = torch.where(too_many[:, None], rank_r, rank)
         self.absorb(members, take, rank)
         self.ptr = torch.where(productive, start + self.chunk, self.ptr)
         self.need_round |= productive & (self.ptr >= self.n_cand)
@@ -316,16 +331,16 @@ def swa_merge(hidden, unit, order, selected, beta):
     W = order.shape[1]
     valid = order >= 0
     cols = order.clamp(min=0)
-    sims = similarity_columns(unit, cols).masked_fill(~valid[:, None, :], -math.inf)
-    target = sims.argmax(-1)
-    weight = sims.gather(2, target[..., None]).squeeze(-1)
+    sims = similarity_columns(unit, cols).masked_fill(~valid[..., None], -math.inf)  # [B, W, N]
+    target = sims.argmax(1)  # first maximum: the earliest selected wins ties
+    weight = sims.gather(1, target[:, None, :]).squeeze(1)
     dropped = ~selected
     target = torch.where(dropped, target, W)  # kept tokens feed a dump slot
     weight = torch.where(dropped, weight, 0.0)
     total = torch.zeros(B, W + 1, device=hidden.device).scatter_add_(1, target, weight)
     alpha = weight / total.gather(1, target).clamp_min(SWA_EPS)
     aggregate = weighted_group_sum(hidden.float(), alpha, target, W + 1)[:, :W]
-    kept = hidden.gather(1, cols[..., None].expand(-1, -1, D))
+    kept = hidden[torch.arange(B, device=hidden.device)[:, None], cols]
     changed = valid & (total[:, :W] > 0)
     mixed = (beta * kept.float() + (1.0 - beta) * aggregate).to(hidden.dtype)
     return torch.where(changed[..., None], mixed, kept), changed  # untouched rows stay bit-identical
@@ -334,8 +349,9 @@ def swa_merge(hidden, unit, order, selected, beta):
 def weighted_group_sum(h, alpha, target, groups):
     """[B, groups, D] sums of alpha_u * h_u per target group.
 
-    CPU: a sparse matmul, O(N*D) (index_add is several times slower there).
-    Other devices: a dense one-hot bmm, deterministic unlike atomics-based scatters.
+    CPU: a sparse one-hot bmm, O(N*D) (index_add and a dense matmul are several
+    times slower there). Other devices: a dense one-hot bmm, deterministic unlike
+    atomics-based scatters.
     """
     if h.device.type == "cpu":
         return group_sum_sparse(h, alpha, target, groups)
@@ -343,13 +359,14 @@ def weighted_group_sum(h, alpha, target, groups):
 
 
 def group_sum_sparse(h, alpha, target, groups):
-    B, N, D = h.shape
-    sample = torch.arange(B, device=h.device)[:, None]
-    rows = (sample * groups + target).reshape(-1)
-    cols = (sample * N + torch.arange(N, device=h.device)).reshape(-1)
-    assign = torch.sparse_coo_tensor(torch.stack([rows, cols]), alpha.reshape(-1), (B * groups, B * N),
-                                     check_invariants=False)  # block-diagonal over the batch
-    return torch.sparse.mm(assign, h.reshape(B * N, D)).view(B, groups, D)
+    B, N, _ = h.shape
+    sample = torch.arange(B, device=h.device)[:, None].expand(B, N)
+    token = torch.arange(N, device=h.device).expand(B, N)
+    index = torch.stack([sample.reshape(-1), target.reshape(-1), token.reshape(-1)])
+    assign = torch.sparse_coo_tensor(index, alpha.reshape(-1), (B, groups, N), check_invariants=False)
+    if h.stride(-1) != 1:
+        h = h.contiguous()  # the sparse kernel walks rows; a channel-major layout would be copied per call anyway
+    return torch.bmm(assign, h)
 
 
 def group_sum_dense(h, alpha, target, groups):
@@ -374,7 +391,8 @@ def vlm_prune(keys, hidden, pos, inv_dmax, budget: int, s: PrunerSettings) -> Pr
     n_pivots = min(s.kappa, N) if s.faithful else min(s.kappa, N, budget)
     unit = screened_unit_rows(hidden, s.top_q)
     pivots = pick_pivots(keys, n_pivots, s.pivots)
-    greedy = ParallelGreedy(unit, pos.to(hidden.device), inv_dmax, pivots, budget, s)
+    dist = grid_distances(pos.to(hidden.device)) if s.bss else None
+    greedy = ParallelGreedy(unit, dist, inv_dmax, pivots, budget, s)
     greedy.run()
     width = int(greedy.count.max())
     order = greedy.order[:, :width]
@@ -382,7 +400,7 @@ def vlm_prune(keys, hidden, pos, inv_dmax, budget: int, s: PrunerSettings) -> Pr
     merged_rows, changed = None, torch.zeros_like(keep, dtype=torch.bool)
     if s.merge:
         states, changed = swa_merge(hidden, unit, order, greedy.selected[:, :N], s.beta)
-        states = states.gather(1, perm[..., None].expand(-1, -1, states.shape[-1]))
+        states = states[torch.arange(B, device=perm.device)[:, None], perm]
         changed = changed.gather(1, perm)
         merged_rows = states.masked_fill((keep < 0)[..., None], 0.0)
     return PrunerOutput(keep=keep, hidden=merged_rows, order=order, merged=changed, pivots=pivots,

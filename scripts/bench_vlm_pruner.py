@@ -1,12 +1,15 @@
 """Time vlm_pruner's selection on LLaVA-sized inputs and print medians (not a test).
 
-python scripts/bench_vlm_pruner.py [--dk 4096 --d 4096] [--batches 1 8] [--threads 2] [--dtype float32]
+python scripts/bench_vlm_pruner.py [--dk 4096 --d 4096] [--batches 1 8] [--threads 2] [--dtype float32] [--layout rows]
 
 For each batch size it times, on the same smooth synthetic inputs:
   checked    Strategy.select (the contract's input/output checks included)
   core       the algorithm alone (select without the contract wrapper)
 in the default mode and with faithful=true, and checks that both modes keep the
-same tokens (they must whenever the official code fills the budget). The official
+same tokens (they must whenever the official code fills the budget). ``--layout rows``
+(default) hands over row-contiguous [B, N, D] tensors, as a model's hidden states are;
+``--layout as-built`` keeps make_inputs' channel-major hidden tensor (what
+scripts/bench_select.py times), which costs vlm_pruner one transposing copy. The official
 code's anchor on a 2-core CPU is ~1.4 s for N=576 -> 64, batch 1, float32.
 """
 from __future__ import annotations
@@ -48,16 +51,19 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=21)
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--layout", choices=("rows", "as-built"), default="rows")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     dtype = getattr(torch, a.dtype)
     default, faithful = tp.get_strategy("vlm_pruner"), tp.get_strategy("vlm_pruner", faithful=True)
     print(f"vlm_pruner N={a.h * a.w} -> {a.budget}, dk={a.dk}, d={a.d}, {a.dtype}, threads={a.threads}, "
-          f"torch {torch.__version__}, {a.repeats} timed calls after 3 warm-up")
+          f"layout={a.layout}, torch {torch.__version__}, {a.repeats} timed calls after 3 warm-up")
     medians = {}
     for batch in a.batches:
         keys, _, coords, ctx = make_inputs(default, batch=batch, h=a.h, w=a.w, dk=a.dk, d=a.d)
         keys, ctx.hidden = keys.to(dtype), ctx.hidden.to(dtype)
+        if a.layout == "rows":
+            keys, ctx.hidden = keys.contiguous(), ctx.hidden.contiguous()
         same = torch.equal(default.select(keys, None, coords, a.budget, ctx).keep,
                            faithful.select(keys, None, coords, a.budget, ctx).keep)
         for label, strat in (("default", default), ("faithful", faithful)):
