@@ -189,3 +189,70 @@ def qwen2_5_vl(layers: int = 4, attn_implementation: str = "sdpa"):
     model = Qwen2_5_VLForConditionalGeneration(config).eval()
     return _finish(model, _qwen_processor(7, seconds_per_grid=True), "qwen2_5_vl",
                    attn_implementation=attn_implementation)
+
+
+@_seeded
+def qwen3_vl(layers: int = 4, attn_implementation: str = "sdpa"):
+    """Qwen3-VL shape: DeepStack after LLM layers 0, 1 and 2 (so the default K = 2 lands inside them),
+    q/k norms, interleaved M-RoPE, per-frame video timestamps."""
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    rope = dict(QWEN_ROPE, mrope_interleaved=True)
+    config = Qwen3VLConfig(
+        vision_config=dict(depth=3, hidden_size=32, intermediate_size=48, num_heads=2, patch_size=7,
+                           spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=64,
+                           num_position_embeddings=64, deepstack_visual_indexes=[0, 1, 2], initializer_range=0.15),
+        text_config=text_config(layers, head_dim=16, rope_parameters=rope), **_qwen_ids())
+    model = Qwen3VLForConditionalGeneration(config).eval()
+    return _finish(model, _qwen_processor(7, timestamps=True), "qwen3_vl", attn_implementation=attn_implementation)
+
+
+PINPOINTS = [[28, 56], [56, 28], [56, 56]]
+
+
+@_seeded
+def llava_next(layers: int = 4, attn_implementation: str = "sdpa"):
+    """LLaVA-NeXT shape: 28 px base (4 x 4 tokens) plus up to 2 x 2 crops, unpadded, a newline per row."""
+    from transformers import (CLIPVisionConfig, LlamaConfig, LlavaNextConfig, LlavaNextForConditionalGeneration,
+                              LlavaNextProcessor)
+    from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
+
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=28, patch_size=7, projection_dim=32)
+    config = LlavaNextConfig(vision_config=vision, text_config=LlamaConfig(**text_config(layers)),
+                             image_token_id=token_id("<image>"), vision_feature_layer=-2,
+                             vision_feature_select_strategy="default", image_grid_pinpoints=PINPOINTS,
+                             pad_token_id=0)
+    model = LlavaNextForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        model.model.image_newline.normal_()
+    image_processor = LlavaNextImageProcessorPil(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28},
+                                                 image_grid_pinpoints=PINPOINTS)
+    processor = LlavaNextProcessor(image_processor=image_processor, tokenizer=tokenizer(), patch_size=7,
+                                   vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                                   chat_template=LLAVA_CHAT)
+    return _finish(model, processor, "llava_next", attn_implementation=attn_implementation)
+
+
+@_seeded
+def llava_onevision(layers: int = 4, attn_implementation: str = "sdpa"):
+    """LLaVA-OneVision shape: SigLIP tower (28 px, 4 x 4 tokens, no CLS), anyres crops, Qwen2 LLM;
+    video frames pooled to 2 x 2 tokens each plus one newline."""
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, Qwen2Config, SiglipVisionConfig
+    from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
+        LlavaOnevisionImageProcessorPil,
+    )
+    from tokenprune.models.llava_onevision import OnevisionProcessor
+
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+                                image_size=28, patch_size=7)
+    config = LlavaOnevisionConfig(vision_config=vision, text_config=Qwen2Config(**text_config(layers)),
+                                  image_token_id=token_id("<image>"), video_token_id=token_id("<video>"),
+                                  vision_feature_layer=-1, vision_feature_select_strategy="full",
+                                  image_grid_pinpoints=PINPOINTS, vision_aspect_ratio="anyres_max_9")
+    model = LlavaOnevisionForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        model.model.image_newline.normal_()
+    image_processor = LlavaOnevisionImageProcessorPil(size={"height": 28, "width": 28}, image_grid_pinpoints=PINPOINTS)
+    processor = OnevisionProcessor(tokenizer(), image_processor, LLAVA_CHAT)
+    return _finish(model, processor, "llava_onevision", attn_implementation=attn_implementation)

@@ -11,8 +11,11 @@ from ..hookspecs import hookimpl
 
 _BUILTIN = (
     ("llava", "LlavaAdapter"),
+    ("llava_next", "LlavaNextAdapter"),
+    ("llava_onevision", "LlavaOnevisionAdapter"),
     ("qwen_vl", "Qwen2VLAdapter"),
     ("qwen_vl", "Qwen25VLAdapter"),
+    ("qwen3_vl", "Qwen3VLAdapter"),
 )
 
 

@@ -1,0 +1,195 @@
+"""LLaVA-OneVision / LLaVA-Video (``LlavaOnevisionForConditionalGeneration``): anyres images and videos.
+
+Images: as LLaVA-NeXT (base frame + stitched crop grid with newlines; OneVision
+may downsample a large crop grid, which the model's own packing decides).
+Several images in one prompt are not cropped (the model's rule).
+Videos: every frame is pooled to ceil(side/2) x ceil(side/2) tokens; frames are
+t = 0..F-1 of the grid, and one newline token closes the video (placed one
+column past the last row of the last frame).
+
+transformers' OneVision processor needs torchvision (its video processor), so
+inputs are built from the tokenizer and the PIL image processor; the number of
+placeholder tokens per image comes from the model's own packing.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, BatchFeature
+
+from ..engine.spans import Visuals, finish, raster
+from . import anyres, prompts
+from .llava_next import LlavaNextAdapter
+from .qwen_inputs import _chat_template, _split_keep
+
+
+class OnevisionProcessor:
+    """Tokenizer + PIL image processor (+ chat template); media counting is the adapter's job."""
+
+    def __init__(self, tokenizer, image_processor, chat_template=None):
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.chat_template = chat_template or getattr(tokenizer, "chat_template", None)
+        self.tokenizer.padding_side = "left"
+
+    @classmethod
+    def from_pretrained(cls, checkpoint: str):
+        from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
+            LlavaOnevisionImageProcessorPil,
+        )
+
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        return cls(tokenizer, LlavaOnevisionImageProcessorPil.from_pretrained(checkpoint),
+                   _chat_template(checkpoint, tokenizer))
+
+    def save_pretrained(self, path: str):
+        if self.chat_template:
+            self.tokenizer.chat_template = self.chat_template
+        self.tokenizer.save_pretrained(path)
+        self.image_processor.save_pretrained(path)
+
+    def apply_chat_template(self, conversation, **kwargs):
+        return self.tokenizer.apply_chat_template(conversation, chat_template=self.chat_template, **kwargs)
+
+    def frames(self, frames: list) -> torch.Tensor:
+        """[F, C, H, W]: each frame resized to the base resolution, rescaled and normalised."""
+        ip = self.image_processor
+        h, w = ip.size["height"], ip.size["width"]
+        mean = np.asarray(ip.image_mean, dtype=np.float32)[:, None, None]
+        std = np.asarray(ip.image_std, dtype=np.float32)[:, None, None]
+        out = []
+        for f in frames:
+            arr = np.asarray(f.convert("RGB").resize((w, h), resample=int(ip.resample)), dtype=np.float32)
+            out.append((arr.transpose(2, 0, 1) * ip.rescale_factor - mean) / std)
+        return torch.from_numpy(np.stack(out))
+
+
+class LlavaOnevisionAdapter(LlavaNextAdapter):
+    """LLaVA-OneVision and LLaVA-Video checkpoints (images and videos).
+
+    checkpoints: llava-hf/llava-onevision-qwen2-0.5b-ov-hf, llava-hf/llava-onevision-qwen2-7b-ov-hf,
+    llava-hf/LLaVA-Video-7B-Qwen2-hf
+    """
+
+    name = "llava_onevision"
+    model_classes = ("LlavaOnevisionForConditionalGeneration",)
+
+    @classmethod
+    def load_processor(cls, checkpoint: str):
+        return OnevisionProcessor.from_pretrained(checkpoint)
+
+    @property
+    def video_token_id(self) -> int:
+        return self.model.config.video_token_id
+
+    @property
+    def pooled(self) -> int:
+        return math.ceil(self.side / 2)
+
+    def _need_patching(self, n_images: int, batch_num_images) -> list[bool]:
+        if batch_num_images is None:
+            return [True] * n_images
+        return [int(n) == 1 for n in batch_num_images for _ in range(int(n))]
+
+    def num_patches(self, image_sizes, batch_num_images=None) -> list[int]:
+        counts = super().num_patches(image_sizes)
+        return [c if p else 1 for c, p in zip(counts, self._need_patching(len(counts), batch_num_images))]
+
+    def image_flags(self, kwargs) -> list[torch.Tensor]:
+        encoded = (kwargs.get("mm_encoder_outputs") or {}).get("image")
+        if encoded is not None:
+            return [anyres.newline_flags(f, self.model.model.image_newline) for f in encoded.pooler_output]
+        if kwargs.get("pixel_values") is None:
+            return []
+        sizes = kwargs["image_sizes"]
+        return anyres.marker_flags(self.model.model.pack_image_features, sizes,
+                                   self.num_patches(sizes, kwargs.get("batch_num_images")), self.side,
+                                   vision_aspect_ratio=self.model.config.vision_aspect_ratio)
+
+    def video_coords(self, n: int, t0: int) -> tuple[torch.Tensor, int]:
+        p = self.pooled
+        frames, rest = divmod(n - 1, p * p)
+        if rest or frames < 1:
+            raise ValueError(f"{n} video tokens is not F x {p} x {p} + 1 newline")
+        coords = torch.cat([raster(p, p, frames, t0), torch.tensor([[t0 + frames - 1, p - 1, p]])])
+        return coords, frames
+
+    def visuals(self, input_ids, kwargs) -> list[Visuals]:
+        flags = self.image_flags(kwargs)
+        counts = [int((row == self.image_token_id).sum()) for row in input_ids]
+        assign = anyres.split_by_sample([int(f.numel()) for f in flags], counts)
+        out = []
+        for row, items in zip(input_ids, assign):
+            images = iter(items)
+            is_vis = (row == self.image_token_id) | (row == self.video_token_id)
+            blocks, segments, t0, start = [], [], 0, 0
+            i = 0
+            ids = row.tolist()
+            while i < len(ids):
+                if ids[i] == self.video_token_id:
+                    j = i
+                    while j < len(ids) and ids[j] == self.video_token_id:
+                        j += 1
+                    coords, frames = self.video_coords(j - i, t0)
+                    segments.append(("video", start, start + j - i))
+                elif ids[i] == self.image_token_id:
+                    k = next(images)
+                    coords, frames, segs = anyres.image_coords(flags[k], self.side, t0)
+                    j = i + int(flags[k].numel())
+                    segments += [(name, start + a, start + b) for name, a, b in segs]
+                else:
+                    i += 1
+                    continue
+                blocks.append(coords)
+                t0, start, i = t0 + frames, start + (j - i), j
+            out.append(finish(is_vis.nonzero().flatten(), blocks, segments))
+        return out
+
+    # ------------------------------------------------------------------ inputs
+    def _image_token_counts(self, pixel: dict, per_sample: list[int]) -> list[int]:
+        if not pixel:
+            return []
+        sizes = pixel["image_sizes"]
+        flags = anyres.marker_flags(self.model.model.pack_image_features, sizes,
+                                    self.num_patches(sizes, per_sample and [n for n in per_sample if n]), self.side,
+                                    vision_aspect_ratio=self.model.config.vision_aspect_ratio)
+        return [int(f.numel()) for f in flags]
+
+    def build_inputs(self, samples):
+        proc = self.processor
+        texts, image_groups, clips = [], [], []
+        for s in samples:
+            imgs, frames = prompts.media(s)
+            conv = prompts.user_turn(s.prompt, n_images=len(imgs), n_videos=1 if frames else 0)
+            texts.append(prompts.render(proc, conv, lambda c: prompts.vicuna_fallback(c)))
+            image_groups.append(imgs)
+            clips.append(frames)
+        out = {}
+        per_sample = [len(g) for g in image_groups]
+        if any(per_sample):
+            groups = [g for g in image_groups if g]
+            enc = proc.image_processor(images=groups, return_tensors="pt")
+            out = {"pixel_values": enc["pixel_values"], "image_sizes": enc["image_sizes"]}
+            if any(n > 1 for n in per_sample):
+                out["batch_num_images"] = torch.tensor([n for n in per_sample if n])
+        image_counts = iter(self._image_token_counts(out, per_sample))
+        videos = [proc.frames(f) for f in clips if f]
+        if videos:
+            if len({v.shape for v in videos}) > 1:
+                raise ValueError("videos of one batch must have the same number of frames")
+            out["pixel_values_videos"] = torch.stack(videos)
+        expanded = []
+        for text, clip in zip(texts, clips):
+            parts = []
+            for piece in _split_keep(text, ("<image>", "<video>")):
+                if piece == "<image>":
+                    parts.append("<image>" * next(image_counts))
+                elif piece == "<video>":
+                    parts.append("<video>" * (len(clip) * self.pooled ** 2 + 1))
+                else:
+                    parts.append(piece)
+            expanded.append("".join(parts))
+        enc = proc.tokenizer(expanded, padding=True, return_tensors="pt", add_special_tokens=False)
+        return BatchFeature({**enc, **out})
