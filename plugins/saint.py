@@ -108,7 +108,7 @@ class SaintViT(Strategy):
     alive, drop the `step` alive tokens with the largest weighted degree (row sum of S over the alive
     tokens, self-similarity included), with step = min(n - budget, max(1, n // divisor)) and
     divisor = `step_divisor` (16). Exactly `budget` tokens are kept, in original order; the per-round
-    drop counts are in info["schedule"].
+    drop counts are in info["schedule"] (one list per sample; the schedule does not depend on the data).
 
     `faithful: true` reproduces the official quirk: the divisor is replaced by the previous step
     after every round, giving steps 36, 15, 35, 14, 34, ... for 576 tokens (the default keeps the
@@ -132,7 +132,8 @@ class SaintViT(Strategy):
 
     def select(self, keys, attn, coords, budget, ctx):
         alive, schedule = iterative_drop_full_graph(keys, budget, self.cfg.step_divisor, faithful=self.cfg.faithful)
-        return Selection(keep=alive, info={"schedule": schedule})
+        # one copy per sample, so a per-sample split of info never mistakes the rounds for the batch
+        return Selection(keep=alive, info={"schedule": [schedule] * alive.shape[0]})
 
 
 # ----------------------------------------------------------------------------------------- helpers

@@ -191,13 +191,13 @@ def test_vit_faithful_parity_with_official(path):
     patches = case["in_keys"][1:]  # row 0 is CLS: never scored officially, and absent on the LLM side
     sel = _vit(patches, case["budget"], faithful=True, step_divisor=case["cfg"]["r"])
     assert torch.equal(sel.keep[0], case["out_kept_idx"])
-    assert sel.info["schedule"] == case["out_drop_schedule"].tolist()
+    assert sel.info["schedule"] == [case["out_drop_schedule"].tolist()]
     assert sel.info["counts"] == [case["out_count"]]
 
 
 def test_vit_schedules():
     assert official_schedule(576, 375, 16, quirk=True) == [36, 15, 35, 14, 34, 13, 33, 12, 9]
-    default = _vit(torch.randn(576, 16), 375).info["schedule"]
+    (default,) = _vit(torch.randn(576, 16), 375).info["schedule"]
     assert default == official_schedule(576, 375, 16, quirk=False)
     assert default[:3] == [36, 33, 31] and sum(default) == 201
 
@@ -234,7 +234,7 @@ def test_vit_tiny_n_terminates(faithful, schedule):
     # 10 // 16 == 0: the official loop never ends; the floor of one token per round does
     # (faithful: the divisor then becomes 1, so the next step takes everything left to drop)
     sel = _vit(torch.randn(10, 8, generator=torch.Generator().manual_seed(5)), 3, faithful=faithful)
-    assert sel.info["counts"] == [3] and sel.info["schedule"] == schedule
+    assert sel.info["counts"] == [3] and sel.info["schedule"] == [schedule]
     assert schedule == official_schedule(10, 3, 16, quirk=faithful)
 
 
@@ -242,6 +242,7 @@ def test_vit_batch_equals_single_calls():
     cases = [torch.load(p, weights_only=True) for p in VIT_CASES if "N576" in p.name]
     keys = torch.stack([c["in_keys"][1:] for c in cases])
     together = _vit(keys, 64, faithful=True)
+    assert together.info["schedule"] == [official_schedule(576, 64, 16, quirk=True)] * len(cases)
     for b in range(len(cases)):
         assert torch.equal(together.keep[b], _vit(keys[b], 64, faithful=True).keep[0])
 
