@@ -69,8 +69,7 @@ class DivPrune(Strategy):
 
 def cosine_distance(features: torch.Tensor) -> torch.Tensor:
     """1 - cosine similarity between all pairs of rows: [B, N, d] -> [B, N, N] (symmetric)."""
-    distance = symmetric_gram(unit_rows(features))
-    return distance.neg_().add_(1.0)  # 1 - cos, in place (same rounding as 1 - cos)
+    return 1.0 - symmetric_gram(unit_rows(features))
 
 
 def greedy_max_min(distance: torch.Tensor, count: int, *, exclude_picked: bool) -> torch.Tensor:
