@@ -16,10 +16,23 @@ def _first_bad(t: torch.Tensor) -> str:
     return f"{int(bad.shape[0])} non-finite value(s), first {kind} at index {where}"
 
 
+def all_finite(t: torch.Tensor) -> bool:
+    """True when no element is NaN or inf.
+
+    One cheap reduction first: NaN and inf always propagate through a sum, so a
+    finite sum proves every element finite. Only a non-finite sum (a bad value, or
+    an overflow of finite ones) pays for the exact element-wise scan.
+    """
+    acc = torch.float64 if t.dtype == torch.float64 else torch.float32
+    if bool(torch.isfinite(t.sum(dtype=acc))):
+        return True
+    return bool(torch.isfinite(t).all())
+
+
 def check_finite(owner: str, what: str, t: torch.Tensor | None):
     if t is None:
         return
-    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+    if t.is_floating_point() and not all_finite(t):
         raise StrategyInputError(f"strategy {owner!r}: input {what} has {_first_bad(t)}")
 
 
@@ -129,7 +142,7 @@ def check_selection(strategy, sel, *, B: int, N: int, budget: int, hidden_dim: i
             raise fail(f"hidden must have shape [B={B}, R={R}, D], got {list(h.shape)}")
         if hidden_dim is not None and h.shape[2] != hidden_dim:
             raise fail(f"hidden has width {h.shape[2]}, but the model's hidden size is {hidden_dim}")
-        if not bool(torch.isfinite(h[valid]).all()):
+        if not all_finite(h[valid]):
             raise fail("hidden contains NaN or inf")
     if not isinstance(sel.info, dict):
         raise fail(f"info must be a dict, got {type(sel.info).__name__}")
