@@ -27,6 +27,7 @@ from tokenprune import StrategyInputError
 
 COS_EPS = 1e-8  # norm floor of torch's cosine similarity
 SWA_EPS = 1e-8  # floor of the SWA weight sum (official)
+CACHE_FLOATS = 1 << 18  # ~1 MiB of float32: size of the temporaries of blocked reductions
 
 
 @dataclass(frozen=True)
@@ -123,15 +124,25 @@ def screened_unit_rows(hidden: torch.Tensor, top_q: int) -> torch.Tensor:
 
 
 def channel_variance(h: torch.Tensor) -> torch.Tensor:
-    """[B, D] unbiased variance over the tokens (two passes; several times faster than Tensor.var here)."""
-    centred = h - h.mean(dim=1, keepdim=True)
-    return centred.mul_(centred).sum(dim=1) / (h.shape[1] - 1)
+    """[B, D] unbiased variance over the tokens, in two passes (mean, then centred squares).
+
+    The squares are summed over blocks of tokens so the centred temporary stays in
+    cache: several times faster than Tensor.var or one whole-tensor temporary on CPU.
+    """
+    B, N, D = h.shape
+    mean = h.mean(dim=1, keepdim=True)
+    acc = torch.zeros(B, D, device=h.device)
+    rows = max(1, CACHE_FLOATS // (B * D))
+    for start in range(0, N, rows):
+        centred = h[:, start:start + rows] - mean
+        acc += centred.mul_(centred).sum(dim=1)
+    return acc / (N - 1)
 
 
 def pick_pivots(keys: torch.Tensor, count: int, rule: str) -> torch.Tensor:
     """[B, count] pivot indices in pick order."""
     k = keys.float()
-    l1 = k.abs().sum(dim=-1)  # L1 norm (linalg.vector_norm(ord=1) is slower on CPU)
+    l1 = torch.linalg.vector_norm(k, ord=1, dim=-1)
     if rule == "topk_l1":
         return torch.sort(l1, dim=1, descending=True, stable=True).indices[:, :count]
     B, N = l1.shape
@@ -153,7 +164,9 @@ def pick_pivots(keys: torch.Tensor, count: int, rule: str) -> torch.Tensor:
 def squared_distances_to(k, sq_norms, idx):
     """[B, N] squared L2 distance from every key to key ``idx`` [B] (matmul form, like cdist's fast path)."""
     rows = torch.arange(k.shape[0], device=k.device)
-    dots = torch.bmm(k, k[rows, idx][:, :, None]).squeeze(-1)
+    picked = k[rows, idx]
+    # one matrix-vector product per sample: batched bmm with a single column is ~3x slower on CPU
+    dots = torch.stack([torch.mv(k[b], picked[b]) for b in range(k.shape[0])])
     return (sq_norms + sq_norms[rows, idx][:, None] - 2.0 * dots).clamp_min(0.0)
 
 
@@ -320,30 +333,37 @@ class ParallelGreedy:
 # ---------------------------------------------------------------- stage 3
 
 
-def swa_merge(hidden, unit, order, selected, beta):
-    """SWA: [B, W, D] states of the tokens in ``order`` after merging, and the [B, W] mask of rows changed.
+def swa_merge(hidden, unit, order, keep, selected, beta):
+    """SWA: [B, W, D] states of the kept tokens (aligned with ``keep``) and the [B, W] mask of rows changed.
 
     Each dropped token goes to its most cosine-similar kept token (raw cosine,
-    ties to the earliest selected); kept token j becomes
-    beta * H_j + (1 - beta) * sum_u (w_u / max(Z_j, eps)) H_u when Z_j = sum_u w_u > 0.
+    ties to the earliest selected, hence the columns in selection ``order``); kept
+    token j becomes beta * H_j + (1 - beta) * sum_u (w_u / max(Z_j, eps)) H_u when
+    Z_j = sum_u w_u > 0, and stays bit-identical otherwise.
     """
-    B, N, D = hidden.shape
+    B, N, _ = hidden.shape
     W = order.shape[1]
     valid = order >= 0
-    cols = order.clamp(min=0)
-    sims = similarity_columns(unit, cols).masked_fill(~valid[..., None], -math.inf)  # [B, W, N]
-    target = sims.argmax(1)  # first maximum: the earliest selected wins ties
-    weight = sims.gather(1, target[:, None, :]).squeeze(1)
+    sims = similarity_columns(unit, order.clamp(min=0)).masked_fill(~valid[..., None], -math.inf)  # [B, W, N]
+    best = sims.argmax(1)  # first maximum: the earliest selected wins ties
+    weight = sims.gather(1, best[:, None, :]).squeeze(1)
+    slot = ascending_slot(order, keep, N).gather(1, best)
     dropped = ~selected
-    target = torch.where(dropped, target, W)  # kept tokens feed a dump slot
+    slot = torch.where(dropped, slot, W)  # kept tokens feed a dump slot
     weight = torch.where(dropped, weight, 0.0)
-    total = torch.zeros(B, W + 1, device=hidden.device).scatter_add_(1, target, weight)
-    alpha = weight / total.gather(1, target).clamp_min(SWA_EPS)
-    aggregate = weighted_group_sum(hidden.float(), alpha, target, W + 1)[:, :W]
-    kept = hidden[torch.arange(B, device=hidden.device)[:, None], cols]
-    changed = valid & (total[:, :W] > 0)
-    mixed = (beta * kept.float() + (1.0 - beta) * aggregate).to(hidden.dtype)
-    return torch.where(changed[..., None], mixed, kept), changed  # untouched rows stay bit-identical
+    total = torch.zeros(B, W + 1, device=hidden.device).scatter_add_(1, slot, weight)
+    alpha = weight / total.gather(1, slot).clamp_min(SWA_EPS)
+    aggregate = weighted_group_sum(hidden.float(), alpha, slot, W + 1)[:, :W]
+    kept = hidden[torch.arange(B, device=hidden.device)[:, None], keep.clamp(min=0)]
+    changed = (keep >= 0) & (total[:, :W] > 0)
+    # lerp with weight 1 returns `kept` exactly, so unchanged rows stay bit-identical
+    share = torch.where(changed, beta, 1.0)[..., None]
+    return torch.lerp(aggregate, kept.float(), share).to(hidden.dtype), changed
+
+
+def ascending_slot(order: torch.Tensor, keep: torch.Tensor, N: int) -> torch.Tensor:
+    """[B, W] position in ``keep`` (ascending, -1 padded) of each entry of ``order`` (selection order)."""
+    return torch.searchsorted(torch.where(keep >= 0, keep, N), order.clamp(min=0).contiguous())
 
 
 def weighted_group_sum(h, alpha, target, groups):
@@ -378,11 +398,10 @@ def group_sum_dense(h, alpha, target, groups):
 # ---------------------------------------------------------------- whole method
 
 
-def ascending(order: torch.Tensor, N: int):
-    """Sort each row of a -1 padded index tensor ascending, padding last; also return the permutation."""
-    key = torch.where(order >= 0, order, N)
-    values, perm = key.sort(dim=1)
-    return torch.where(values == N, -1, values), perm
+def ascending(order: torch.Tensor, N: int) -> torch.Tensor:
+    """Each row of a -1 padded index tensor sorted ascending, padding last."""
+    values = torch.where(order >= 0, order, N).sort(dim=1).values
+    return torch.where(values == N, -1, values)
 
 
 def vlm_prune(keys, hidden, pos, inv_dmax, budget: int, s: PrunerSettings) -> PrunerOutput:
@@ -396,12 +415,11 @@ def vlm_prune(keys, hidden, pos, inv_dmax, budget: int, s: PrunerSettings) -> Pr
     greedy.run()
     width = int(greedy.count.max())
     order = greedy.order[:, :width]
-    keep, perm = ascending(order, N)
+    keep = ascending(order, N)
     merged_rows, changed = None, torch.zeros_like(keep, dtype=torch.bool)
     if s.merge:
-        states, changed = swa_merge(hidden, unit, order, greedy.selected[:, :N], s.beta)
-        states = states[torch.arange(B, device=perm.device)[:, None], perm]
-        changed = changed.gather(1, perm)
-        merged_rows = states.masked_fill((keep < 0)[..., None], 0.0)
+        merged_rows, changed = swa_merge(hidden, unit, order, keep, greedy.selected[:, :N], s.beta)
+        if width > int(greedy.count.min()):
+            merged_rows = merged_rows.masked_fill((keep < 0)[..., None], 0.0)
     return PrunerOutput(keep=keep, hidden=merged_rows, order=order, merged=changed, pivots=pivots,
                         final_threshold=greedy.tau, rounds=greedy.rounds)
