@@ -170,10 +170,10 @@ def squared_distances_to(k, sq_norms, idx):
     return (sq_norms + sq_norms[rows, idx][:, None] - 2.0 * dots).clamp_min(0.0)
 
 
-def similarity_columns(unit: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """[B, m, N] raw cosine between the tokens ``cols`` [B, m] and every token."""
+def similarity_columns(unit: torch.Tensor, cols: torch.Tensor, unit_t: torch.Tensor | None = None) -> torch.Tensor:
+    """[B, m, N] raw cosine between the tokens ``cols`` [B, m] and every token (``unit_t``: unit transposed)."""
     picked = unit[torch.arange(unit.shape[0], device=unit.device)[:, None], cols]
-    return torch.bmm(picked, unit.transpose(1, 2))
+    return torch.bmm(picked, unit.transpose(1, 2) if unit_t is None else unit_t)
 
 
 def grid_distances(pos: torch.Tensor) -> torch.Tensor:
@@ -212,6 +212,7 @@ class ParallelGreedy:
         B, N, _ = unit.shape
         dev = unit.device
         self.unit, self.dist, self.inv_dmax, self.budget, self.s = unit, dist, inv_dmax, budget, s
+        self.unit_t = unit.transpose(1, 2).contiguous()
         self.N, self.chunk = N, s.token_batch
         self.none = N + s.token_batch  # "no accepted slot": beyond every chunk, the first included
         self.width = max(budget, pivots.shape[1])  # faithful keeps every pivot even if budget < kappa
@@ -248,10 +249,9 @@ class ParallelGreedy:
         self.selected.scatter_(1, torch.where(take, members, self.N), True)
         # a member that is not taken is replaced by a selected token: max/min over it change nothing
         cols = torch.where(take, members, self.anchor)
-        self.best_sim = torch.maximum(self.best_sim, similarity_columns(self.unit, cols).amax(1))
-        if self.s.bss:
-            B, m = cols.shape
-            near = self.dist.index_select(1, cols.reshape(-1)).view(self.N, B, m).amin(2).t()
+        self.best_sim = torch.maximum(self.best_sim, similarity_columns(self.unit, cols, self.unit_t).amax(1))
+        if self.s.bss:  # distances are symmetric: rows of the matrix are the columns we need
+            near = self.dist.index_select(0, cols.reshape(-1)).view(*cols.shape, self.N).amin(1)
             self.near = torch.minimum(self.near, near)
         self.count += take.sum(1)
         self.active &= self.count < self.budget
@@ -279,15 +279,16 @@ class ParallelGreedy:
         start = torch.where(self.active, self.ptr, self.N)[:, None]  # inactive samples see no live slot
         live = (self.slots >= start) & (self.slots < self.n_cand[:, None])
         accept = live & (s_perm < self.tau32[:, None])
-        first = torch.where(accept, self.slots, self.none).amin(1)
-        fresh = self.active & (self.ptr == 0)
-        # official: a round whose first chunk accepts nothing ends (and in faithful mode the selection stops)
-        empty = fresh & (first >= self.chunk)
-        spent = self.active & ~fresh & (first == self.none)
-        self.need_round |= spent
+        first = torch.where(accept, self.slots, self.none).amin(1)  # inactive samples: none
+        fresh = self.ptr == 0
+        # official: a round whose first chunk accepts nothing ends (and in faithful mode the selection stops);
+        # later in a round, nothing accepted means the round is spent
+        productive = first < torch.where(fresh, self.chunk, self.none)
+        ended = self.active & ~productive
+        self.need_round |= ended & ~fresh
+        empty = ended & fresh
         if bool(empty.any()):
             self.on_empty_round(empty, torch.where(live, s_perm, math.inf)[:, : self.chunk].amin(1))
-        productive = self.active & ~empty & ~spent
         if bool(productive.any()):
             self.take_chunk(productive, torch.div(first, self.chunk, rounding_mode="floor") * self.chunk,
                             s_perm, accept)
