@@ -37,29 +37,45 @@ def _images_and_video(n, seed=0):
         out[2] = tm.samples(3, seed=seed, frames=4)[2]
     return out
 
+#: adapter -> (tiny model builder taking the layer count, samples(n, seed) for it)
 ADAPTERS = {
-    "llava": (lambda: tm.llava(layers=_layers_needed()), lambda n, seed=0: tm.samples(n, seed=seed)),
-    "qwen2_vl": (lambda: tm.qwen2_vl(layers=_layers_needed()),
-                 lambda n, seed=0: tm.samples(n, seed=seed, image_sizes=QWEN_SIZES)),
-    "qwen2_5_vl": (lambda: tm.qwen2_5_vl(layers=_layers_needed()),
-                   lambda n, seed=0: tm.samples(n, seed=seed, image_sizes=QWEN_SIZES)),
-    "qwen3_vl": (lambda: tm.qwen3_vl(layers=_layers_needed()),
-                 lambda n, seed=0: tm.samples(n, seed=seed, image_sizes=QWEN_SIZES)),
-    "llava_next": (lambda: tm.llava_next(layers=_layers_needed()),
-                   lambda n, seed=0: tm.samples(n, seed=seed, image_sizes=NEXT_SIZES)),
-    "llava_onevision": (lambda: tm.llava_onevision(layers=_layers_needed()), lambda n, seed=0: _images_and_video(n, seed)),
+    "llava": (tm.llava, lambda n, seed=0: tm.samples(n, seed=seed)),
+    "qwen2_vl": (tm.qwen2_vl, lambda n, seed=0: tm.samples(n, seed=seed, image_sizes=QWEN_SIZES)),
+    "qwen2_5_vl": (tm.qwen2_5_vl, lambda n, seed=0: tm.samples(n, seed=seed, image_sizes=QWEN_SIZES)),
+    "qwen3_vl": (tm.qwen3_vl, lambda n, seed=0: tm.samples(n, seed=seed, image_sizes=QWEN_SIZES)),
+    "llava_next": (tm.llava_next, lambda n, seed=0: tm.samples(n, seed=seed, image_sizes=NEXT_SIZES)),
+    "llava_onevision": (tm.llava_onevision, lambda n, seed=0: _images_and_video(n, seed)),
 }
+
+#: adapters that get every combination below; the others get the core ones (time on 2 CPU cores)
+FULL = ("llava", "qwen2_vl")
 
 _built: dict = {}
 
 
+def get_case(name, deep=False):
+    """(vlm, samples) with 4 decoder layers (K = 2 tests), or deep enough for every strategy's default K."""
+    key = (name, deep)
+    if key not in _built:
+        build, make = ADAPTERS[name]
+        _built[key] = (build(layers=_layers_needed() if deep else 4), make)
+    return _built[key]
+
+
 @pytest.fixture(scope="module", params=sorted(ADAPTERS))
 def case(request):
-    name = request.param
-    if name not in _built:
-        build, make = ADAPTERS[name]
-        _built[name] = (build(), make)
-    return _built[name]
+    return get_case(request.param)
+
+
+@pytest.fixture(scope="module", params=sorted(ADAPTERS))
+def deep_case(request):
+    return get_case(request.param, deep=True)
+
+
+def combos(core: list, extra: list) -> list:
+    """(adapter, *combo) for the core combos on every adapter and the extra ones on FULL adapters."""
+    return ([(a, *c) for a in sorted(ADAPTERS) for c in core] +
+            [(a, *c) for a in sorted(ADAPTERS) if a in FULL for c in extra])
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -184,11 +200,11 @@ def test_pruning_changes_the_output(case):
 
 
 # ---------------------------------------------------------------------------------------- (b) cache equivalence
-@pytest.mark.parametrize("strategy,positions", [
-    ("test_keep_top", "original"), ("test_merge", "original"), ("random", "original"),
-    ("test_keep_top", "reindex"), ("random", "reindex")])
-def test_cache_equals_slow_reference(case, strategy, positions):
-    vlm, make = case
+@pytest.mark.parametrize("adapter,strategy,positions", combos(
+    core=[("test_merge", "original"), ("random", "reindex")],
+    extra=[("test_keep_top", "original"), ("random", "original"), ("test_keep_top", "reindex")]))
+def test_cache_equals_slow_reference(adapter, strategy, positions):
+    vlm, make = get_case(adapter)
     inputs = vlm.build_inputs(make(1, seed=3))
     budget = max(1, n_visual(vlm, inputs) // 3)
     s = {"test_keep_top": KeepTop, "test_merge": Merge}.get(strategy, lambda: tokenprune.get_strategy(strategy))()
@@ -200,9 +216,10 @@ def test_cache_equals_slow_reference(case, strategy, positions):
 
 
 # ---------------------------------------------------------------------------------------- (c) batch equivalence
-@pytest.mark.parametrize("strategy", ["test_keep_top", "test_merge", "random", "uniform"])
-def test_batch_equals_single_runs(case, strategy):
-    vlm, make = case
+@pytest.mark.parametrize("adapter,strategy", combos(core=[("test_merge",), ("random",)],
+                                                    extra=[("test_keep_top",), ("uniform",)]))
+def test_batch_equals_single_runs(adapter, strategy):
+    vlm, make = get_case(adapter)
     samples = make(3, seed=5)
     s = {"test_keep_top": KeepTop, "test_merge": Merge}.get(strategy, lambda: tokenprune.get_strategy(strategy))()
     batch = vlm.build_inputs(samples)
@@ -221,8 +238,8 @@ def test_batch_equals_single_runs(case, strategy):
 
 # ---------------------------------------------------------------------------------------- (d) every strategy
 @pytest.mark.parametrize("name", tokenprune.list_strategies())
-def test_every_registered_strategy_runs(case, name):
-    vlm, make = case
+def test_every_registered_strategy_runs(deep_case, name):
+    vlm, make = deep_case
     inputs = vlm.build_inputs(make(2, seed=7))
     strategy = tokenprune.get_strategy(name)
     budget = max(1, n_visual(vlm, inputs, min) // 4)

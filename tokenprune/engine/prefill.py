@@ -149,9 +149,22 @@ class Prefill:
                 "budget": budgets[b],
                 "select_s": select_s[b],
                 "grid": list(v.grid) if v.n else None,
-                **({k: val for k, val in info_rows[b].items() if k != "counts"}),
+                "info": {k: val for k, val in info_rows[b].items() if k != "counts"},
+                "diagnostics": self._diagnose(engine, sources, b, kept[b]) if v.n else None,
             })
         return outcome
+
+    def _diagnose(self, engine, sources: Sources, b: int, kept: torch.Tensor) -> dict | None:
+        """Spatial spread and feature redundancy of the kept set (tokenprune.diagnostics), on the prune-point states."""
+        from .. import diagnostics
+
+        states = sources.hidden if engine.stage == "llm" else sources.embeds
+        v = self.visuals[b]
+        features = None if states is None else states[b, v.positions.to(states.device)]
+        try:
+            return diagnostics.diagnose(v.coords, kept.cpu(), None if features is None else features.cpu())
+        except Exception:  # diagnostics are a by-product; never fail a run over them
+            return None
 
     def _device(self, sources: Sources):
         for t in (sources.hidden, sources.embeds, sources.keys):
