@@ -176,10 +176,28 @@ def similarity_columns(unit: torch.Tensor, cols: torch.Tensor, unit_t: torch.Ten
     return torch.bmm(picked, unit.transpose(1, 2) if unit_t is None else unit_t)
 
 
-def grid_distances(pos: torch.Tensor) -> torch.Tensor:
-    """[N, N] exact Euclidean distances between positions (summed per axis: no [N, N, c] temporary)."""
-    sq = sum((p[:, None] - p[None, :]).square() for p in pos.unbind(1))
-    return sq.sqrt()
+class GridDistances:
+    """Rows of the [N, N] Euclidean distance matrix between token positions.
+
+    Up to MATRIX_MAX_TOKENS tokens the matrix is built once (exact per-axis sums,
+    no [N, N, c] temporary) and rows are looked up; beyond that (long videos) the
+    rows are computed from the positions on demand, so memory stays O(N).
+    """
+
+    MATRIX_MAX_TOKENS = 4096  # 64 MiB of float32
+
+    def __init__(self, pos: torch.Tensor):
+        self.pos, self.matrix = pos, None
+        if len(pos) <= self.MATRIX_MAX_TOKENS:
+            self.matrix = self.rows_for(torch.arange(len(pos), device=pos.device))
+
+    def rows_for(self, idx: torch.Tensor) -> torch.Tensor:
+        """[*idx.shape, N] distances from the tokens ``idx`` to every token."""
+        if self.matrix is not None:
+            return self.matrix.index_select(0, idx.reshape(-1)).view(*idx.shape, -1)
+        picked = self.pos[idx]  # [..., c]
+        sq = sum((picked[..., c, None] - self.pos[:, c]).square() for c in range(self.pos.shape[1]))
+        return sq.sqrt()
 
 
 # ---------------------------------------------------------------- stage 2
@@ -250,8 +268,8 @@ class ParallelGreedy:
         # a member that is not taken is replaced by a selected token: max/min over it change nothing
         cols = torch.where(take, members, self.anchor)
         self.best_sim = torch.maximum(self.best_sim, similarity_columns(self.unit, cols, self.unit_t).amax(1))
-        if self.s.bss:  # distances are symmetric: rows of the matrix are the columns we need
-            near = self.dist.index_select(0, cols.reshape(-1)).view(*cols.shape, self.N).amin(1)
+        if self.s.bss:  # distances are symmetric: rows are the columns we need
+            near = self.dist.rows_for(cols).amin(1)
             self.near = torch.minimum(self.near, near)
         self.count += take.sum(1)
         self.active &= self.count < self.budget
@@ -411,7 +429,7 @@ def vlm_prune(keys, hidden, pos, inv_dmax, budget: int, s: PrunerSettings) -> Pr
     n_pivots = min(s.kappa, N) if s.faithful else min(s.kappa, N, budget)
     unit = screened_unit_rows(hidden, s.top_q)
     pivots = pick_pivots(keys, n_pivots, s.pivots)
-    dist = grid_distances(pos.to(hidden.device)) if s.bss else None
+    dist = GridDistances(pos.to(hidden.device)) if s.bss else None
     greedy = ParallelGreedy(unit, dist, inv_dmax, pivots, budget, s)
     greedy.run()
     width = int(greedy.count.max())

@@ -50,8 +50,9 @@ class VlmPruner(Strategy):
                        that the best-ranked candidate is below, and rounds go on. Scores
                        are bounded, so the budget is always met. Whenever the official code
                        fills the budget, both modes select the same tokens in the same
-                       order. A budget below kappa keeps the first `budget` pivots.
-                       budget = N keeps everything unchanged.
+                       order. With tau_step = 0 the threshold moves just above that
+                       candidate's score. A budget below kappa keeps the first `budget`
+                       pivots. budget = N keeps everything unchanged.
 
     Coordinates and D_max:
       The grid (T, H, W) is ctx.grid when given (coords must lie inside it), otherwise
@@ -66,8 +67,12 @@ class VlmPruner(Strategy):
 
     info: "order" (selection order, pivots first, -1 padded), "pivots", "final_threshold"
     and "rounds" per sample, "underfilled", "merged" (kept rows SWA changed, aligned with keep).
-    Batches run together (no loop over samples or tokens), on CPU or CUDA, in float32,
-    float16 or bfloat16 (returned hidden keeps the input dtype).
+
+    Batches run together (no loop over tokens; samples advance through their own rounds
+    and chunks side by side), on CPU or CUDA, in float32, float16 or bfloat16; all
+    similarities are float32 and the returned hidden keeps the input dtype. Ties in the
+    candidate ranking go to the lower index (the official argsort is not stable).
+    Row-contiguous hidden states ([B, N, D] with unit stride on D) avoid a copy.
     """
 
     name = "vlm_pruner"

@@ -333,6 +333,24 @@ def test_time_scale_changes_a_video_selection():
     assert not torch.equal(picks[0.0], picks[6.0])
 
 
+def test_distance_rows_without_the_matrix_match_the_matrix(monkeypatch):
+    pos, _ = core.bss_positions(grid_coords(4, 5, t=3), (3, 4, 5), qwen_unmerged_grid=False, time_scale=1.5)
+    idx = torch.tensor([[0, 7, 59], [3, 3, 40]])
+    with_matrix = core.GridDistances(pos)
+    monkeypatch.setattr(core.GridDistances, "MATRIX_MAX_TOKENS", 10)
+    on_demand = core.GridDistances(pos)
+    assert with_matrix.matrix is not None and on_demand.matrix is None
+    torch.testing.assert_close(on_demand.rows_for(idx), with_matrix.rows_for(idx), rtol=0, atol=0)
+    torch.testing.assert_close(with_matrix.matrix, torch.cdist(pos.double(), pos.double()).float())
+
+
+def test_long_inputs_select_the_same_without_the_distance_matrix(monkeypatch):
+    case = case_named("b64__smooth__s1001")
+    monkeypatch.setattr(core.GridDistances, "MATRIX_MAX_TOKENS", 100)
+    sel = run_case(case)
+    assert torch.equal(kept(sel), case["out_kept_idx"])
+
+
 @pytest.mark.parametrize("bad, message", [
     (lambda c: c.float() + 0.5, "integer"),
     (lambda c: c - 3, "non-negative"),
