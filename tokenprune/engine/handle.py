@@ -16,6 +16,7 @@ import time
 import weakref
 
 import torch
+from transformers import DynamicCache
 
 from ..errors import TokenpruneError
 from . import layout as lay
@@ -246,6 +247,10 @@ class PruneHandle:
                 raise PruneError(f"{self._who()}: the engine locates visual tokens from input_ids; "
                                  "call the model with input_ids, not inputs_embeds")
             return
+        cache = kwargs.get("past_key_values")
+        if cache is not None and not isinstance(cache, DynamicCache):
+            raise PruneError(f"{self._who()}: layers keep different lengths after pruning, which needs a "
+                             f"DynamicCache; got {type(cache).__name__} (do not set cache_implementation)")
         padding = kwargs.get("attention_mask")
         if padding is not None and padding.dim() != 2:
             raise PruneError(f"{self._who()}: only 2-D attention masks are supported, got {list(padding.shape)}")

@@ -202,7 +202,8 @@ class VLM:
         tok = self.tokenizer
         if tok is not None and tok.pad_token_id is not None:
             generation_kwargs.setdefault("pad_token_id", tok.pad_token_id)
-        streamer = _FirstToken(self.device)
+        # the first-token clock rides on generate()'s streamer hook, which beam search does not offer
+        streamer = _FirstToken(self.device) if generation_kwargs.get("num_beams", 1) == 1 else None
         _sync(self.device)
         start = time.perf_counter()
         out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, streamer=streamer, **generation_kwargs)
@@ -211,10 +212,12 @@ class VLM:
         sequences = out if isinstance(out, torch.Tensor) else out.sequences
         new = sequences[:, inputs["input_ids"].shape[1]:]
         counts = self._new_token_counts(new)
-        prefill = (streamer.first or time.perf_counter()) - start
+        first = streamer.first if streamer is not None else None
+        prefill = None if first is None else first - start
         steps = max(counts) if counts else 0
         timings = {"prefill_s": prefill, "total_s": total,
-                   "decode_s_per_token": (total - prefill) / (steps - 1) if steps > 1 else 0.0}
+                   "decode_s_per_token": None if prefill is None else
+                   (total - prefill) / (steps - 1) if steps > 1 else 0.0}
         texts = tok.batch_decode(new, skip_special_tokens=True) if tok is not None else [""] * len(counts)
         return GenerationResult(texts=[t.strip() for t in texts], new_tokens=counts, timings=timings,
                                 sequences=sequences)
