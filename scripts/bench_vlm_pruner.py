@@ -11,6 +11,7 @@ same tokens (they must whenever the official code fills the budget). ``--layout 
 ``--layout as-built`` keeps make_inputs' channel-major hidden tensor (what
 scripts/bench_select.py times), which costs vlm_pruner one transposing copy. The official
 code's anchor on a 2-core CPU is ~1.4 s for N=576 -> 64, batch 1, float32.
+On a shared machine the CPU time (summed over threads) is steadier than the wall time.
 """
 from __future__ import annotations
 
@@ -24,20 +25,23 @@ import tokenprune as tp
 from tokenprune.testing.inputs import make_inputs
 
 
-def timings(fn, repeats: int, warmup: int = 3) -> list[float]:
-    out = []
+def timings(fn, repeats: int, warmup: int = 3) -> tuple[list[float], list[float]]:
+    """Wall-clock and process CPU seconds of each timed call."""
+    wall, cpu = [], []
     for i in range(warmup + repeats):
-        t0 = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         fn()
         if i >= warmup:
-            out.append(time.perf_counter() - t0)
-    return out
+            wall.append(time.perf_counter() - w0)
+            cpu.append(time.process_time() - c0)
+    return wall, cpu
 
 
-def summary(ts: list[float]) -> str:
-    ts = sorted(ts)
+def summary(wall: list[float], cpu: list[float]) -> str:
+    ts = sorted(wall)
     pick = lambda q: ts[int(q * (len(ts) - 1))] * 1e3  # noqa: E731
-    return f"median {statistics.median(ts) * 1e3:8.2f} ms  (p10 {pick(0.1):.2f}, p90 {pick(0.9):.2f})"
+    return (f"median {statistics.median(ts) * 1e3:8.2f} ms  (p10 {pick(0.1):.2f}, p90 {pick(0.9):.2f}),"
+            f"  CPU time {statistics.median(cpu) * 1e3:.2f} ms")
 
 
 def main():
@@ -70,9 +74,9 @@ def main():
             for kind, fn in (("checked", strat.select), ("core", type(strat).select.unchecked)):
                 call = (lambda: fn(keys, None, coords, a.budget, ctx)) if kind == "checked" else \
                        (lambda: fn(strat, keys, None, coords, a.budget, ctx))
-                ts = timings(call, a.repeats)
-                medians[(batch, label, kind)] = statistics.median(ts)
-                print(f"  B={batch:<2} {label:8} {kind:7} {summary(ts)}")
+                wall, cpu = timings(call, a.repeats)
+                medians[(batch, label, kind)] = statistics.median(wall)
+                print(f"  B={batch:<2} {label:8} {kind:7} {summary(wall, cpu)}")
         print(f"  B={batch:<2} default and faithful keep the same tokens: {same}")
     if 1 in a.batches:
         for batch in a.batches:
