@@ -28,7 +28,7 @@ def smooth_features(b: int, h: int, w: int, d: int, gen: torch.Generator, t: int
     field = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
     field = field.reshape(b, t, d, h * w).permute(0, 1, 3, 2).reshape(b, n, d)
     noise = torch.randn(b, n, d, generator=gen)
-    return 0.8 * dc + field + 0.3 * noise
+    return (0.8 * dc + field + 0.3 * noise).contiguous()
 
 
 class RMSNorm(torch.nn.Module):
@@ -66,6 +66,7 @@ def make_inputs(strategy, *, batch: int = 2, h: int = 12, w: int = 12, frames: i
         generator=[torch.Generator().manual_seed(1000 * seed + b) for b in range(batch)],
         layer=getattr(strategy, "prune_layer", None),
         batch_size=batch,
+        extras={"image_start": 5},  # as if a 5-token prefix came before the image (DART's faithful mode)
     )
     return (keys if "keys" in need else None, attn if "attn" in need else None,
             grid_coords(h, w, frames), ctx)
