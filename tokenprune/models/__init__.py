@@ -56,10 +56,11 @@ def as_vlm(model):
 
     if isinstance(model, VLM):
         return model
-    for entry in registry.entries("models").values():
-        cls = entry.obj
-        if registry.is_class_of(cls, VLM) and cls.matches(model):
-            return cls(model)
+    adapters = [e.obj for e in registry.entries("models").values() if registry.is_class_of(e.obj, VLM)]
+    for exact in (True, False):  # the adapter of the model's own class first, then one of a base class
+        for cls in adapters:
+            if cls.matches(model, exact=exact):
+                return cls(model)
     names = ", ".join(f"{e.name} ({', '.join(e.obj.model_classes)})" for e in registry.entries("models").values()
                       if registry.is_class_of(e.obj, VLM))
     raise UnknownNameError(f"no registered model adapter drives {type(model).__name__}; adapters: {names}")

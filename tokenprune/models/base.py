@@ -83,8 +83,10 @@ class VLM:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def matches(cls, model) -> bool:
-        return type(model).__name__ in cls.model_classes
+    def matches(cls, model, exact: bool = True) -> bool:
+        """Whether this adapter drives ``model`` (its class, or with ``exact=False`` a subclass of it)."""
+        names = [type(model).__name__] if exact else [c.__name__ for c in type(model).__mro__]
+        return any(n in cls.model_classes for n in names)
 
     @classmethod
     def model_class(cls):
