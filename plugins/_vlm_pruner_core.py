@@ -171,10 +171,29 @@ def squared_distances_to(k, sq_norms, idx):
     return (sq_norms + sq_norms[rows, idx][:, None] - 2.0 * dots).clamp_min(0.0)
 
 
-def similarity_columns(unit: torch.Tensor, cols: torch.Tensor, unit_t: torch.Tensor | None = None) -> torch.Tensor:
-    """[B, m, N] raw cosine between the tokens ``cols`` [B, m] and every token (``unit_t``: unit transposed)."""
-    picked = unit[torch.arange(unit.shape[0], device=unit.device)[:, None], cols]
-    return torch.bmm(picked, unit.transpose(1, 2) if unit_t is None else unit_t)
+class CosineRows:
+    """Rows of the [N, N] cosine matrix M of each sample (unit rows: cosine = dot product).
+
+    Up to MATRIX_MAX_TOKENS tokens M is built once with one batched matmul and
+    rows are looked up (also sparing the many small, separately threaded matmuls a
+    per-step product would cost); beyond that rows are computed on demand.
+    M is symmetric, so a row also serves as the column of the same token.
+    """
+
+    MATRIX_MAX_TOKENS = 4096
+
+    def __init__(self, unit: torch.Tensor):
+        B, N, _ = unit.shape
+        self.unit, self.N, self.flat = unit, N, None
+        self.rows = torch.arange(B, device=unit.device)[:, None]
+        if N <= self.MATRIX_MAX_TOKENS:
+            self.flat = torch.bmm(unit, unit.transpose(1, 2)).view(B * N, N)
+
+    def rows_for(self, idx: torch.Tensor) -> torch.Tensor:
+        """[B, m, N] cosine between the tokens ``idx`` [B, m] and every token of the same sample."""
+        if self.flat is not None:
+            return self.flat.index_select(0, (self.rows * self.N + idx).reshape(-1)).view(*idx.shape, self.N)
+        return torch.bmm(self.unit[self.rows, idx], self.unit.transpose(1, 2))
 
 
 class GridDistances:
@@ -227,11 +246,10 @@ class ParallelGreedy:
     one chunk each per step, with masks (a finished sample just idles).
     """
 
-    def __init__(self, unit, dist, inv_dmax, pivots, budget, s: PrunerSettings):
-        B, N, _ = unit.shape
-        dev = unit.device
-        self.unit, self.dist, self.inv_dmax, self.budget, self.s = unit, dist, inv_dmax, budget, s
-        self.unit_t = unit.transpose(1, 2).contiguous()
+    def __init__(self, cos: CosineRows, dist, inv_dmax, pivots, budget, s: PrunerSettings):
+        B, N = cos.unit.shape[:2]
+        dev = cos.unit.device
+        self.cos, self.dist, self.inv_dmax, self.budget, self.s = cos, dist, inv_dmax, budget, s
         self.N, self.chunk = N, s.token_batch
         self.none = N + s.token_batch  # "no accepted slot": beyond every chunk, the first included
         self.width = max(budget, pivots.shape[1])  # faithful keeps every pivot even if budget < kappa
@@ -268,7 +286,7 @@ class ParallelGreedy:
         self.selected.scatter_(1, torch.where(take, members, self.N), True)
         # a member that is not taken is replaced by a selected token: max/min over it change nothing
         cols = torch.where(take, members, self.anchor)
-        self.best_sim = torch.maximum(self.best_sim, similarity_columns(self.unit, cols, self.unit_t).amax(1))
+        self.best_sim = torch.maximum(self.best_sim, self.cos.rows_for(cols).amax(1))
         if self.s.bss:  # distances are symmetric: rows are the columns we need
             near = self.dist.rows_for(cols).amin(1)
             self.near = torch.minimum(self.near, near)
@@ -353,7 +371,7 @@ class ParallelGreedy:
 # ---------------------------------------------------------------- stage 3
 
 
-def swa_merge(hidden, unit, order, keep, selected, beta):
+def swa_merge(hidden, cos: CosineRows, order, keep, selected, beta):
     """SWA: [B, W, D] states of the kept tokens (aligned with ``keep``) and the [B, W] mask of rows changed.
 
     Each dropped token goes to its most cosine-similar kept token (raw cosine,
@@ -364,7 +382,7 @@ def swa_merge(hidden, unit, order, keep, selected, beta):
     B, N, _ = hidden.shape
     W = order.shape[1]
     valid = order >= 0
-    sims = similarity_columns(unit, order.clamp(min=0)).masked_fill(~valid[..., None], -math.inf)  # [B, W, N]
+    sims = cos.rows_for(order.clamp(min=0)).masked_fill(~valid[..., None], -math.inf)  # [B, W, N]
     best = sims.argmax(1)  # first maximum: the earliest selected wins ties
     weight = sims.gather(1, best[:, None, :]).squeeze(1)
     slot = ascending_slot(order, keep, N).gather(1, best)
@@ -431,14 +449,15 @@ def vlm_prune(keys, hidden, pos, inv_dmax, budget: int, s: PrunerSettings) -> Pr
     unit = screened_unit_rows(hidden, s.top_q)
     pivots = pick_pivots(keys, n_pivots, s.pivots)
     dist = GridDistances(pos.to(hidden.device)) if s.bss else None
-    greedy = ParallelGreedy(unit, dist, inv_dmax, pivots, budget, s)
+    cos = CosineRows(unit)
+    greedy = ParallelGreedy(cos, dist, inv_dmax, pivots, budget, s)
     greedy.run()
     width = int(greedy.count.max())
     order = greedy.order[:, :width]
     keep = ascending(order, N)
     merged_rows, changed = None, torch.zeros_like(keep, dtype=torch.bool)
     if s.merge:
-        merged_rows, changed = swa_merge(hidden, unit, order, keep, greedy.selected[:, :N], s.beta)
+        merged_rows, changed = swa_merge(hidden, cos, order, keep, greedy.selected[:, :N], s.beta)
         if width > int(greedy.count.min()):
             merged_rows = merged_rows.masked_fill((keep < 0)[..., None], 0.0)
     return PrunerOutput(keep=keep, hidden=merged_rows, order=order, merged=changed, pivots=pivots,

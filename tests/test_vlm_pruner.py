@@ -344,11 +344,25 @@ def test_distance_rows_without_the_matrix_match_the_matrix(monkeypatch):
     torch.testing.assert_close(with_matrix.matrix, torch.cdist(pos.double(), pos.double()).float())
 
 
-def test_long_inputs_select_the_same_without_the_distance_matrix(monkeypatch):
+def test_cosine_rows_without_the_matrix_match_the_matrix(monkeypatch):
+    unit = core.screened_unit_rows(torch.randn(2, 30, 12, generator=torch.Generator().manual_seed(3)), 8)
+    idx = torch.tensor([[0, 29, 4], [7, 7, 1]])
+    with_matrix = core.CosineRows(unit)
+    monkeypatch.setattr(core.CosineRows, "MATRIX_MAX_TOKENS", 10)
+    on_demand = core.CosineRows(unit)
+    assert with_matrix.flat is not None and on_demand.flat is None
+    torch.testing.assert_close(on_demand.rows_for(idx), with_matrix.rows_for(idx))
+    expected = torch.stack([unit[b, idx[b]] @ unit[b].T for b in range(2)])
+    torch.testing.assert_close(with_matrix.rows_for(idx), expected)
+
+
+def test_long_inputs_select_the_same_without_the_matrices(monkeypatch):
     case = case_named("b64__smooth__s1001")
     monkeypatch.setattr(core.GridDistances, "MATRIX_MAX_TOKENS", 100)
+    monkeypatch.setattr(core.CosineRows, "MATRIX_MAX_TOKENS", 100)
     sel = run_case(case)
     assert torch.equal(kept(sel), case["out_kept_idx"])
+    torch.testing.assert_close(sel.hidden[0], case["out_hidden_kept"], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("bad, message", [
