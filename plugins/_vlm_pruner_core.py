@@ -6,8 +6,9 @@ The steps follow shared/methods/vlm_pruner.md:
   stage 2  parallel greedy over chunks with a rising threshold, BSS-modulated similarity
   stage 3  SWA: every dropped token merges into its most similar kept token
 
-Everything is batched over [B, N, ...]. The only Python loops run over pivots and
-over greedy steps (one chunk per sample per step), never over tokens.
+Everything is batched over [B, N, ...]. Python loops run over pivots, greedy steps
+(one chunk per sample per step) and blocks of tokens (the variance), and over samples
+only around a single index_select / matrix-vector call each; never over tokens.
 
 Speed: the official code compares every chunk against the whole selected set. Here
 each token carries two running reductions over the selected set (its best raw
@@ -28,6 +29,7 @@ from tokenprune import StrategyInputError
 COS_EPS = 1e-8  # norm floor of torch's cosine similarity
 SWA_EPS = 1e-8  # floor of the SWA weight sum (official)
 CACHE_FLOATS = 1 << 18  # ~1 MiB of float32: size of the temporaries of blocked reductions
+MATRIX_MAX_FLOATS = 1 << 24  # 64 MiB of float32: larger similarity/distance matrices are not built
 
 
 @dataclass(frozen=True)
@@ -114,9 +116,8 @@ def bss_positions(coords: torch.Tensor, extent, *, qwen_unmerged_grid: bool, tim
 # ---------------------------------------------------------------- stage 0 / 1
 
 
-def screened_unit_rows(hidden: torch.Tensor, top_q: int) -> torch.Tensor:
-    """[B, N, q] float32 rows of the q highest-variance channels, L2-normalised (cosine = dot)."""
-    h = hidden.float()
+def screened_unit_rows(h: torch.Tensor, top_q: int) -> torch.Tensor:
+    """[B, N, q] float32 rows of the q highest-variance channels of ``h`` (float32), L2-normalised."""
     q = min(top_q, h.shape[-1])
     channels = channel_variance(h).topk(q, dim=1).indices
     # one index_select per sample: several times faster than a gather with a broadcast index
@@ -133,7 +134,7 @@ def channel_variance(h: torch.Tensor) -> torch.Tensor:
     B, N, D = h.shape
     mean = h.mean(dim=1, keepdim=True)
     acc = torch.zeros(B, D, device=h.device)
-    rows = max(1, CACHE_FLOATS // (B * D))
+    rows = max(1, CACHE_FLOATS // (B * D)) if h.device.type == "cpu" else N
     for start in range(0, N, rows):
         centred = h[:, start:start + rows] - mean
         acc += centred.mul_(centred).sum(dim=1)
@@ -174,19 +175,19 @@ def squared_distances_to(k, sq_norms, idx):
 class CosineRows:
     """Rows of the [N, N] cosine matrix M of each sample (unit rows: cosine = dot product).
 
-    Up to MATRIX_MAX_TOKENS tokens M is built once with one batched matmul and
+    Up to MATRIX_MAX_FLOATS entries M is built once with one batched matmul and
     rows are looked up (also sparing the many small, separately threaded matmuls a
     per-step product would cost); beyond that rows are computed on demand.
-    M is symmetric, so a row also serves as the column of the same token.
+    M is symmetric (up to rounding), so a row also serves as the column of the same token.
     """
 
-    MATRIX_MAX_TOKENS = 4096
+    MATRIX_MAX_FLOATS = MATRIX_MAX_FLOATS
 
     def __init__(self, unit: torch.Tensor):
         B, N, _ = unit.shape
         self.unit, self.N, self.flat = unit, N, None
         self.rows = torch.arange(B, device=unit.device)[:, None]
-        if N <= self.MATRIX_MAX_TOKENS:
+        if B * N * N <= self.MATRIX_MAX_FLOATS:
             self.flat = torch.bmm(unit, unit.transpose(1, 2)).view(B * N, N)
 
     def rows_for(self, idx: torch.Tensor) -> torch.Tensor:
@@ -199,16 +200,16 @@ class CosineRows:
 class GridDistances:
     """Rows of the [N, N] Euclidean distance matrix between token positions.
 
-    Up to MATRIX_MAX_TOKENS tokens the matrix is built once (exact per-axis sums,
+    Up to MATRIX_MAX_FLOATS entries the matrix is built once (exact per-axis sums,
     no [N, N, c] temporary) and rows are looked up; beyond that (long videos) the
     rows are computed from the positions on demand, so memory stays O(N).
     """
 
-    MATRIX_MAX_TOKENS = 4096  # 64 MiB of float32
+    MATRIX_MAX_FLOATS = MATRIX_MAX_FLOATS
 
     def __init__(self, pos: torch.Tensor):
         self.pos, self.matrix = pos, None
-        if len(pos) <= self.MATRIX_MAX_TOKENS:
+        if len(pos) ** 2 <= self.MATRIX_MAX_FLOATS:
             self.matrix = self.rows_for(torch.arange(len(pos), device=pos.device))
 
     def rows_for(self, idx: torch.Tensor) -> torch.Tensor:
@@ -339,17 +340,17 @@ class ParallelGreedy:
 
     def take_chunk(self, productive, start, s_perm, accept):
         """Accept the chunk at ``start``: members below tau, or the best (budget - count) if too many."""
-        where = start[:, None] + self.offsets
-        in_range = (where < self.n_cand[:, None]) & productive[:, None]
-        where = where.clamp(max=self.N - 1)
-        members = self.perm.gather(1, where)
-        take = accept.gather(1, where) & in_range
+        at = start[:, None] + self.offsets  # positions in the round's ranking
+        in_range = (at < self.n_cand[:, None]) & productive[:, None]
+        at = at.clamp(max=self.N - 1)
+        members = self.perm.gather(1, at)
+        take = accept.gather(1, at) & in_range
         rank = take.cumsum(1) - 1  # chunk order
         room = self.budget - self.count
         too_many = take.sum(1) > room
         if bool(too_many.any()):
             # over the budget the official code takes the top (budget - count) of 1 - score over the chunk
-            r = (1.0 - s_perm.gather(1, where)).masked_fill(~in_range, -math.inf)
+            r = (1.0 - s_perm.gather(1, at)).masked_fill(~in_range, -math.inf)
             by_r = torch.sort(r, dim=1, descending=True, stable=True).indices
             rank_r = torch.empty_like(by_r).scatter_(1, by_r, self.offsets.expand_as(by_r))
             take = torch.where(too_many[:, None], in_range & (rank_r < room[:, None]), take)
@@ -371,7 +372,7 @@ class ParallelGreedy:
 # ---------------------------------------------------------------- stage 3
 
 
-def swa_merge(hidden, cos: CosineRows, order, keep, selected, beta):
+def swa_merge(hidden, hidden32, cos: CosineRows, order, keep, selected, beta):
     """SWA: [B, W, D] states of the kept tokens (aligned with ``keep``) and the [B, W] mask of rows changed.
 
     Each dropped token goes to its most cosine-similar kept token (raw cosine,
@@ -391,7 +392,7 @@ def swa_merge(hidden, cos: CosineRows, order, keep, selected, beta):
     weight = torch.where(dropped, weight, 0.0)
     total = torch.zeros(B, W + 1, device=hidden.device).scatter_add_(1, slot, weight)
     alpha = weight / total.gather(1, slot).clamp_min(SWA_EPS)
-    aggregate = weighted_group_sum(hidden.float(), alpha, slot, W + 1)[:, :W]
+    aggregate = weighted_group_sum(hidden32, alpha, slot, W + 1)[:, :W]
     kept = hidden[torch.arange(B, device=hidden.device)[:, None], keep.clamp(min=0)]
     changed = (keep >= 0) & (total[:, :W] > 0)
     # lerp with weight 1 returns `kept` exactly, so unchanged rows stay bit-identical
@@ -446,7 +447,8 @@ def vlm_prune(keys, hidden, pos, inv_dmax, budget: int, s: PrunerSettings) -> Pr
     """Run stages 0-3 on keys [B, N, Dk] and hidden [B, N, D]."""
     B, N, _ = hidden.shape
     n_pivots = min(s.kappa, N) if s.faithful else min(s.kappa, N, budget)
-    unit = screened_unit_rows(hidden, s.top_q)
+    hidden32 = hidden.float()  # no copy for float32 inputs
+    unit = screened_unit_rows(hidden32, s.top_q)
     pivots = pick_pivots(keys, n_pivots, s.pivots)
     dist = GridDistances(pos.to(hidden.device)) if s.bss else None
     cos = CosineRows(unit)
@@ -457,7 +459,7 @@ def vlm_prune(keys, hidden, pos, inv_dmax, budget: int, s: PrunerSettings) -> Pr
     keep = ascending(order, N)
     merged_rows, changed = None, torch.zeros_like(keep, dtype=torch.bool)
     if s.merge:
-        merged_rows, changed = swa_merge(hidden, cos, order, keep, greedy.selected[:, :N], s.beta)
+        merged_rows, changed = swa_merge(hidden, hidden32, cos, order, keep, greedy.selected[:, :N], s.beta)
         if width > int(greedy.count.min()):
             merged_rows = merged_rows.masked_fill((keep < 0)[..., None], 0.0)
     return PrunerOutput(keep=keep, hidden=merged_rows, order=order, merged=changed, pivots=pivots,

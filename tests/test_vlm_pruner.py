@@ -337,7 +337,7 @@ def test_distance_rows_without_the_matrix_match_the_matrix(monkeypatch):
     pos, _ = core.bss_positions(grid_coords(4, 5, t=3), (3, 4, 5), qwen_unmerged_grid=False, time_scale=1.5)
     idx = torch.tensor([[0, 7, 59], [3, 3, 40]])
     with_matrix = core.GridDistances(pos)
-    monkeypatch.setattr(core.GridDistances, "MATRIX_MAX_TOKENS", 10)
+    monkeypatch.setattr(core.GridDistances, "MATRIX_MAX_FLOATS", 100)
     on_demand = core.GridDistances(pos)
     assert with_matrix.matrix is not None and on_demand.matrix is None
     torch.testing.assert_close(on_demand.rows_for(idx), with_matrix.rows_for(idx), rtol=0, atol=0)
@@ -346,9 +346,10 @@ def test_distance_rows_without_the_matrix_match_the_matrix(monkeypatch):
 
 def test_cosine_rows_without_the_matrix_match_the_matrix(monkeypatch):
     unit = core.screened_unit_rows(torch.randn(2, 30, 12, generator=torch.Generator().manual_seed(3)), 8)
+    assert torch.allclose(unit.norm(dim=-1), torch.ones(2, 30)) and unit.shape == (2, 30, 8)
     idx = torch.tensor([[0, 29, 4], [7, 7, 1]])
     with_matrix = core.CosineRows(unit)
-    monkeypatch.setattr(core.CosineRows, "MATRIX_MAX_TOKENS", 10)
+    monkeypatch.setattr(core.CosineRows, "MATRIX_MAX_FLOATS", 100)
     on_demand = core.CosineRows(unit)
     assert with_matrix.flat is not None and on_demand.flat is None
     torch.testing.assert_close(on_demand.rows_for(idx), with_matrix.rows_for(idx))
@@ -358,8 +359,8 @@ def test_cosine_rows_without_the_matrix_match_the_matrix(monkeypatch):
 
 def test_long_inputs_select_the_same_without_the_matrices(monkeypatch):
     case = case_named("b64__smooth__s1001")
-    monkeypatch.setattr(core.GridDistances, "MATRIX_MAX_TOKENS", 100)
-    monkeypatch.setattr(core.CosineRows, "MATRIX_MAX_TOKENS", 100)
+    monkeypatch.setattr(core.GridDistances, "MATRIX_MAX_FLOATS", 10_000)
+    monkeypatch.setattr(core.CosineRows, "MATRIX_MAX_FLOATS", 10_000)
     sel = run_case(case)
     assert torch.equal(kept(sel), case["out_kept_idx"])
     torch.testing.assert_close(sel.hidden[0], case["out_hidden_kept"], rtol=1e-4, atol=1e-5)
