@@ -133,7 +133,7 @@ def channel_variance(h: torch.Tensor) -> torch.Tensor:
     """
     B, N, D = h.shape
     mean = h.mean(dim=1, keepdim=True)
-    acc = torch.zeros(B, D, device=h.device)
+    acc = torch.zeros(B, D, dtype=h.dtype, device=h.device)
     rows = max(1, CACHE_FLOATS // (B * D)) if h.device.type == "cpu" else N
     for start in range(0, N, rows):
         centred = h[:, start:start + rows] - mean
@@ -150,7 +150,7 @@ def pick_pivots(keys: torch.Tensor, count: int, rule: str) -> torch.Tensor:
     B, N = l1.shape
     rows = torch.arange(B, device=k.device)
     picks = [l1.argmax(dim=1)]
-    nearest = torch.full((B, N), math.inf, device=k.device)  # squared L2 distance to the nearest pivot
+    nearest = torch.full((B, N), math.inf, dtype=k.dtype, device=k.device)  # squared L2 distance to the nearest pivot
     chosen = torch.zeros(B, N, dtype=torch.bool, device=k.device)
     sq_norms = torch.linalg.vector_norm(k, dim=-1).square() if count > 1 else None
     for _ in range(1, count):
@@ -260,8 +260,8 @@ class ParallelGreedy:
         self.anchor = pivots[:, :1]  # always selected: stands in for members that are not taken
         self.order = torch.full((B, self.width + 1), -1, dtype=torch.long, device=dev)  # last column: dump
         self.selected = torch.zeros(B, N + 1, dtype=torch.bool, device=dev)  # last column: dump
-        self.best_sim = torch.full((B, N), -math.inf, device=dev)
-        self.near = torch.full((B, N), math.inf, device=dev)
+        self.best_sim = torch.full((B, N), -math.inf, dtype=torch.float32, device=dev)
+        self.near = torch.full((B, N), math.inf, dtype=torch.float32, device=dev)
         self.count = torch.zeros(B, dtype=torch.long, device=dev)
         self.tau = torch.full((B,), math.nan, dtype=torch.float64, device=dev)
         self.tau32 = self.tau.float()
@@ -390,14 +390,12 @@ def swa_merge(hidden, hidden32, cos: CosineRows, order, keep, selected, beta):
     dropped = ~selected
     slot = torch.where(dropped, slot, W)  # kept tokens feed a dump slot
     weight = torch.where(dropped, weight, 0.0)
-    total = torch.zeros(B, W + 1, device=hidden.device).scatter_add_(1, slot, weight)
-    alpha = weight / total.gather(1, slot).clamp_min(SWA_EPS)
-    aggregate = weighted_group_sum(hidden32, alpha, slot, W + 1)[:, :W]
+    aggregate, total = weighted_means(hidden32, weight, slot, W + 1)
     kept = hidden[torch.arange(B, device=hidden.device)[:, None], keep.clamp(min=0)]
     changed = (keep >= 0) & (total[:, :W] > 0)
     # lerp with weight 1 returns `kept` exactly, so unchanged rows stay bit-identical
-    share = torch.where(changed, beta, 1.0)[..., None]
-    return torch.lerp(aggregate, kept.float(), share).to(hidden.dtype), changed
+    share = torch.where(changed, beta, 1.0).to(torch.float32)[..., None]
+    return torch.lerp(aggregate[:, :W], kept.float(), share).to(hidden.dtype), changed
 
 
 def ascending_slot(order: torch.Tensor, keep: torch.Tensor, N: int) -> torch.Tensor:
@@ -405,33 +403,37 @@ def ascending_slot(order: torch.Tensor, keep: torch.Tensor, N: int) -> torch.Ten
     return torch.searchsorted(torch.where(keep >= 0, keep, N), order.clamp(min=0).contiguous())
 
 
-def weighted_group_sum(h, alpha, target, groups):
-    """[B, groups, D] sums of alpha_u * h_u per target group.
+def weighted_means(h, weight, target, groups):
+    """Per target group: sum_u (w_u / max(Z, eps)) h_u [B, groups, D] and the weight sums Z [B, groups].
 
-    CPU: a sparse one-hot bmm, O(N*D) (index_add and a dense matmul are several
-    times slower there). Other devices: a dense one-hot bmm, deterministic unlike
-    atomics-based scatters.
+    CPU: scatter-add sums and a sparse one-hot bmm, O(N*D) (index_add and a dense
+    matmul are several times slower there). Other devices: a dense one-hot matrix,
+    summed and multiplied without atomics, so results are deterministic.
     """
     if h.device.type == "cpu":
-        return group_sum_sparse(h, alpha, target, groups)
-    return group_sum_dense(h, alpha, target, groups)
+        return weighted_means_sparse(h, weight, target, groups)
+    return weighted_means_dense(h, weight, target, groups)
 
 
-def group_sum_sparse(h, alpha, target, groups):
+def weighted_means_sparse(h, weight, target, groups):
     B, N, _ = h.shape
-    sample = torch.arange(B, device=h.device)[:, None].expand(B, N)
-    token = torch.arange(N, device=h.device).expand(B, N)
+    total = torch.zeros(B, groups, dtype=torch.float32).scatter_add_(1, target, weight)
+    alpha = weight / total.gather(1, target).clamp_min(SWA_EPS)
+    sample = torch.arange(B)[:, None].expand(B, N)
+    token = torch.arange(N).expand(B, N)
     index = torch.stack([sample.reshape(-1), target.reshape(-1), token.reshape(-1)])
     assign = torch.sparse_coo_tensor(index, alpha.reshape(-1), (B, groups, N), check_invariants=False)
     if h.stride(-1) != 1:
         h = h.contiguous()  # the sparse kernel walks rows; a channel-major layout would be copied per call anyway
-    return torch.bmm(assign, h)
+    return torch.bmm(assign, h), total
 
 
-def group_sum_dense(h, alpha, target, groups):
+def weighted_means_dense(h, weight, target, groups):
     B, N, _ = h.shape
-    assign = torch.zeros(B, groups, N, device=h.device).scatter_(1, target[:, None, :], alpha[:, None, :])
-    return torch.bmm(assign, h)
+    assign = torch.zeros(B, groups, N, dtype=torch.float32, device=h.device)
+    assign.scatter_(1, target[:, None, :], weight[:, None, :])
+    total = assign.sum(-1)
+    return torch.bmm(assign / total.clamp_min(SWA_EPS)[..., None], h), total
 
 
 # ---------------------------------------------------------------- whole method

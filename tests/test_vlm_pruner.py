@@ -438,11 +438,16 @@ def test_half_precision_inputs(dtype):
     torch.testing.assert_close(low.hidden.float(), high.hidden, rtol=1e-2, atol=1e-2)
 
 
-def test_sparse_and_dense_group_sums_agree():
+def test_cpu_and_gpu_merge_arithmetic_agree():
     gen = torch.Generator().manual_seed(0)
-    h, alpha = torch.randn(3, 20, 7, generator=gen), torch.rand(3, 20, generator=gen)
+    h, weight = torch.randn(3, 20, 7, generator=gen), torch.rand(3, 20, generator=gen) - 0.2
     target = torch.randint(0, 5, (3, 20), generator=gen)
-    torch.testing.assert_close(core.group_sum_sparse(h, alpha, target, 5), core.group_sum_dense(h, alpha, target, 5))
+    sparse, dense = core.weighted_means_sparse(h, weight, target, 5), core.weighted_means_dense(h, weight, target, 5)
+    torch.testing.assert_close(sparse, dense)
+    mine = target[1] == 2
+    z = weight[1][mine].sum()
+    torch.testing.assert_close(sparse[1][1, 2], z)
+    torch.testing.assert_close(sparse[0][1, 2], (weight[1][mine, None] * h[1][mine]).sum(0) / z.clamp_min(1e-8))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
