@@ -199,3 +199,19 @@ def test_raw_transformers_model_is_accepted(eager):
     assert handle.vlm.name == "llava" and [r["count"] for r in handle.records] == [5, 5]
     with pytest.raises(tokenprune.UnknownNameError, match="no registered model adapter"):
         tokenprune.apply(torch.nn.Linear(2, 2), "uniform", budget=5)
+
+
+def test_beam_search(eager):
+    """Beams of a sample share its layout, so beam reordering of the cache keeps masks consistent."""
+    vlm = eager
+    inputs = vlm.build_inputs(tm.samples(2, seed=17))
+    kw = dict(max_new_tokens=4, num_beams=2)
+    base = generate(vlm, inputs, **kw)
+    with tokenprune.apply(vlm, "uniform", budget=36):
+        assert torch.equal(generate(vlm, inputs, **kw), base)
+    with tokenprune.apply(vlm, UnderFill(), budget=7) as handle:
+        pruned = generate(vlm, inputs, **kw)
+        singles = [generate(vlm, vlm.build_inputs([s]), **kw) for s in tm.samples(2, seed=17)]
+    assert len(handle.records) == 2 * 2 + 2 * 2  # one record per beam row: batched run, then the singles
+    for i, single in enumerate(singles):
+        assert torch.equal(pruned[i], single[0])

@@ -44,7 +44,6 @@ class _Pass:
         self.lm_positions = None
         self.delta = None  # reindex: decode position shift per sample
         self.stash: dict = {}
-        self.vision_s = 0.0
 
     def owns(self, cache) -> bool:
         return self.cache is not None and cache is not None and self.cache() is cache
@@ -279,8 +278,8 @@ class PruneHandle:
 
     def _text_only_records(self, prefill):
         return [{"prefill": self._prefills, "sample": b, "n_visual": 0, "kept": [], "count": 0,
-                 "budget": 0, "select_s": 0.0, "vision_s": 0.0, "grid": None, "batch_size": prefill.B}
-                for b in range(prefill.B)]
+                 "budget": 0, "select_s": 0.0, "vision_s": 0.0, "grid": None, "batch_size": prefill.B,
+                 "info": {}, "diagnostics": None} for b in range(prefill.B)]
 
     # ------------------------------------------------------------------ selection
     @property
@@ -321,7 +320,7 @@ class PruneHandle:
             embeds = kwargs.get("inputs_embeds")
             if embeds is None:
                 raise PruneError(f"{self._who()}: the LLM was called without inputs_embeds")
-            p.embeds, p.lm_positions, p.vision_s = embeds, kwargs.get("position_ids"), self._vision_s
+            p.embeds, p.lm_positions = embeds, kwargs.get("position_ids")
             if self.stage == "pre_llm":
                 out = self._select(p, Sources(embeds=embeds, final_norm=self.vlm.final_norm))
                 kwargs = self._prune_lm_inputs(kwargs, p, out)
