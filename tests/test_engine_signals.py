@@ -215,3 +215,39 @@ def test_beam_search(eager):
     assert len(handle.records) == 2 * 2 + 2 * 2  # one record per beam row: batched run, then the singles
     for i, single in enumerate(singles):
         assert torch.equal(pruned[i], single[0])
+
+
+def _oracle_logits(vlm, inputs, kept_positions, layer, positions):
+    """Last-token logits computed by hand: the LLM's own layers called one by one, the kept rows gathered
+    before layer ``layer`` (0 = before the LLM), positions original (gaps) or renumbered."""
+    model, lm = vlm.model, vlm.language_model
+    with torch.inference_mode():
+        embeds = model.get_input_embeddings()(inputs["input_ids"])
+        feats = model.model.get_image_features(inputs["pixel_values"], return_dict=True).pooler_output
+        mask = (inputs["input_ids"] == vlm.image_token_id)[..., None]
+        feats = torch.cat([f.reshape(-1, f.shape[-1]) for f in feats])  # a tensor or one tensor per image
+        h = embeds.masked_scatter(mask, feats.to(embeds.dtype))
+        L = h.shape[1]
+        pos = torch.arange(L)[None]
+        for i, block in enumerate(lm.layers):
+            if i == layer:
+                h = h[:, kept_positions]
+                pos = pos[:, kept_positions] if positions == "original" else torch.arange(len(kept_positions))[None]
+            h = block(h, attention_mask=None, position_ids=pos, position_embeddings=lm.rotary_emb(h, pos))
+        return model.lm_head(lm.norm(h))[:, -1]
+
+
+@pytest.mark.parametrize("strategy,positions", [("uniform", "original"), ("uniform", "reindex"),
+                                                ("fastv", "original"), ("fastv", "reindex")])
+def test_pruned_logits_equal_a_hand_run_llm(strategy, positions):
+    vlm = tm.llava(layers=4)  # sdpa, batch of one: the oracle runs plain causal attention
+    inputs = vlm.build_inputs(tm.samples(1, seed=19))
+    with tokenprune.apply(vlm, strategy, budget=9, positions=positions) as handle, torch.inference_mode():
+        logits = vlm.model(**inputs).logits[:, -1]
+    s = tokenprune.get_strategy(strategy)
+    image = (inputs["input_ids"][0] == vlm.image_token_id).nonzero().flatten()
+    keep = torch.ones(inputs["input_ids"].shape[1], dtype=torch.bool)
+    keep[image] = False
+    keep[image[handle.records[0]["kept"]]] = True
+    oracle = _oracle_logits(vlm, inputs, keep.nonzero().flatten(), s.prune_layer or 0, positions)
+    assert torch.allclose(logits, oracle, atol=1e-5)

@@ -11,7 +11,6 @@ Anything that goes wrong inside a hook removes every hook before the error leave
 """
 from __future__ import annotations
 
-import contextlib
 import time
 import weakref
 
