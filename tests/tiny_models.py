@@ -8,7 +8,9 @@ tokens are decided by clear margins.
 """
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
 import tempfile
 
 import numpy as np
@@ -92,6 +94,7 @@ def _finish(model, processor, adapter: str, *, attn_implementation="sdpa"):
     import tokenprune.models as tm
 
     path = tempfile.mkdtemp(prefix=f"tiny_{adapter}_")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
     model.save_pretrained(path)
     if processor is not None:
         for part in processor if isinstance(processor, (list, tuple)) else (processor,):
