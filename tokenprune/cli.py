@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default: runs/<grid name>)")
     p.add_argument("--executor", help="override the grid's executor")
     p.add_argument("--smoke", action="store_true", help="substitute the bundled model and a small limit (exercise any grid on CPU)")
+    p.add_argument("--smoke-checkpoint", help="with --smoke: this checkpoint instead of the grid's smoke model")
     p.add_argument("--limit", type=int, help="override every benchmark's sample limit")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -18,27 +18,62 @@ def _groups(cells):
     return list(groups.values())
 
 
-def smoke_overrides(raw_path: Path, limit: int | None) -> dict:
-    """--smoke: the bundled model in place of every model and the bundled benchmark with a small limit.
+def smoke_overrides(raw_path: Path, limit: int | None, checkpoint: str | None = None) -> dict:
+    """--smoke: the bundled model in place of every model, the bundled benchmark with a small limit,
+    and two new tokens per answer.
 
-    The grid's own ``smoke`` section may name another adapter, checkpoint, benchmark or limit.
+    The grid's own ``smoke`` section may name another adapter, checkpoint, benchmark or limit, and
+    ``visual_tokens``: the real model's count, so absolute budgets become the same keep ratios.
     Everything else (strategies, params, budgets, executor) runs as written, so any grid is exercised offline.
     """
     import yaml
 
     raw = yaml.safe_load(raw_path.read_text()) or {}
     smoke = raw.get("smoke") or {}
-    model = {"adapter": smoke.get("adapter", "llava"), "checkpoint": smoke.get("checkpoint", "zoo:shapes-llava-144"),
-             "label": "smoke"}
+    model = {"adapter": smoke.get("adapter", "llava"),
+             "checkpoint": checkpoint or smoke.get("checkpoint", "zoo:shapes-llava-144"), "label": "smoke"}
     bench = {"name": smoke.get("benchmark", "shapes"), "limit": limit or smoke.get("limit", 4)}
-    return {"models": [model], "benchmarks": [bench]}
+    # a smoke run exercises every cell, it does not measure: two new tokens are enough
+    out = {"models": [model], "benchmarks": [bench], "generation": {"max_new_tokens": 2}}
+    n_visual = smoke.get("visual_tokens")
+    budgets = raw.get("budgets")
+    if n_visual and isinstance(budgets, list) and all(isinstance(b, int) for b in budgets):
+        # absolute budgets of the real model become the same fractions of the smoke model's tokens
+        out["budgets"] = {"keep_ratio": [round(b / n_visual, 4) for b in budgets]}
+    return out
+
+
+def clamp_layers(cells, depth: int):
+    """Smoke runs only: prune layers past the smoke model's depth move to its last layer."""
+    import dataclasses
+
+    out = []
+    for cell in cells:
+        layer = cell.params.get("layer")
+        if isinstance(layer, int) and layer >= depth:
+            cell = dataclasses.replace(cell, params={**cell.params, "layer": depth - 1})
+        out.append(cell)
+    return out
+
+
+def _decoder_depth(checkpoint: str) -> int | None:
+    import json
+
+    from .execute import resolve_checkpoint
+
+    config = Path(resolve_checkpoint(checkpoint)) / "config.json"
+    if not config.is_file():
+        return None
+    raw = json.loads(config.read_text())
+    return (raw.get("text_config") or raw).get("num_hidden_layers")
 
 
 def run_command(args) -> int:
     path = Path(args.grid)
     overrides = {}
-    if getattr(args, "smoke", False):
-        overrides.update(smoke_overrides(path, args.limit))
+    smoke = getattr(args, "smoke", False)
+    if smoke:
+        overrides.update(smoke_overrides(path, args.limit, getattr(args, "smoke_checkpoint", None)))
     elif args.limit:
         import yaml
 
@@ -49,6 +84,10 @@ def run_command(args) -> int:
     if args.executor:
         overrides["executor"] = args.executor
     grid = load_grid(path, overrides=overrides)
+    if smoke:
+        depth = _decoder_depth(grid.cells[0].model.checkpoint)
+        if depth:
+            grid.cells = clamp_layers(grid.cells, depth)
     if args.dry_run:
         print(f"{grid.name}: {len(grid.cells)} cells, executor {grid.executor}")
         for cell in grid.cells:
