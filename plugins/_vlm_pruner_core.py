@@ -6,9 +6,9 @@ The steps follow shared/methods/vlm_pruner.md:
   stage 2  parallel greedy over chunks with a rising threshold, BSS-modulated similarity
   stage 3  SWA: every dropped token merges into its most similar kept token
 
-Everything is batched over [B, N, ...]. Python loops run over pivots, greedy steps
-(one chunk per sample per step) and blocks of tokens (the variance), and over samples
-only around a single index_select / matrix-vector call each; never over tokens.
+Everything is batched over [B, N, ...]. Python loops run over pivots and greedy steps
+(one chunk per sample per step), and over samples only around one matrix-vector
+product each; never over tokens.
 
 Speed: the official code compares every chunk against the whole selected set. Here
 each token carries two running reductions over the selected set (its best raw
@@ -28,7 +28,6 @@ from tokenprune import StrategyInputError
 
 COS_EPS = 1e-8  # norm floor of torch's cosine similarity
 SWA_EPS = 1e-8  # floor of the SWA weight sum (official)
-CACHE_FLOATS = 1 << 18  # ~1 MiB of float32: size of the temporaries of blocked reductions
 MATRIX_MAX_FLOATS = 1 << 24  # 64 MiB of float32: larger similarity/distance matrices are not built
 
 
@@ -120,25 +119,21 @@ def screened_unit_rows(h: torch.Tensor, top_q: int) -> torch.Tensor:
     """[B, N, q] float32 rows of the q highest-variance channels of ``h`` (float32), L2-normalised."""
     q = min(top_q, h.shape[-1])
     channels = channel_variance(h).topk(q, dim=1).indices
-    # one index_select per sample: several times faster than a gather with a broadcast index
-    screened = torch.stack([h[b].index_select(1, channels[b]) for b in range(h.shape[0])])
+    if h.shape[0] == 1:  # index_select is several times faster than gather for a single sample
+        screened = h[0].index_select(1, channels[0])[None]
+    else:
+        screened = h.gather(2, channels[:, None, :].expand(-1, h.shape[1], -1))
     return screened / screened.norm(dim=-1, keepdim=True).clamp_min(COS_EPS)
 
 
 def channel_variance(h: torch.Tensor) -> torch.Tensor:
     """[B, D] unbiased variance over the tokens, in two passes (mean, then centred squares).
 
-    The squares are summed over blocks of tokens so the centred temporary stays in
-    cache: several times faster than Tensor.var or one whole-tensor temporary on CPU.
+    Four whole-tensor ops: faster than Tensor.var on CPU, and few enough parallel
+    regions to stay fast when the cores are shared (blocked loops are not).
     """
-    B, N, D = h.shape
-    mean = h.mean(dim=1, keepdim=True)
-    acc = torch.zeros(B, D, dtype=h.dtype, device=h.device)
-    rows = max(1, CACHE_FLOATS // (B * D)) if h.device.type == "cpu" else N
-    for start in range(0, N, rows):
-        centred = h[:, start:start + rows] - mean
-        acc += centred.mul_(centred).sum(dim=1)
-    return acc / (N - 1)
+    centred = h - h.mean(dim=1, keepdim=True)
+    return centred.mul_(centred).sum(dim=1) / (h.shape[1] - 1)
 
 
 def pick_pivots(keys: torch.Tensor, count: int, rule: str) -> torch.Tensor:
