@@ -6,9 +6,9 @@ The steps follow shared/methods/vlm_pruner.md:
   stage 2  parallel greedy over chunks with a rising threshold, BSS-modulated similarity
   stage 3  SWA: every dropped token merges into its most similar kept token
 
-Everything is batched over [B, N, ...]. Python loops run over pivots and greedy steps
-(one chunk per sample per step), and over samples only around one matrix-vector
-product each; never over tokens.
+Everything is batched over [B, N, ...]. Python loops run over pivots, greedy steps
+(one chunk per sample per step) and large blocks of tokens (the variance), and over
+samples only around one matrix-vector product each; never over single tokens.
 
 Speed: the official code compares every chunk against the whole selected set. Here
 each token carries two running reductions over the selected set (its best raw
@@ -28,6 +28,7 @@ from tokenprune import StrategyInputError
 
 COS_EPS = 1e-8  # norm floor of torch's cosine similarity
 SWA_EPS = 1e-8  # floor of the SWA weight sum (official)
+BLOCK_FLOATS = 1 << 20  # 4 MiB of float32: temporaries of the blocked variance
 MATRIX_MAX_FLOATS = 1 << 24  # 64 MiB of float32: larger similarity/distance matrices are not built
 
 
@@ -129,11 +130,18 @@ def screened_unit_rows(h: torch.Tensor, top_q: int) -> torch.Tensor:
 def channel_variance(h: torch.Tensor) -> torch.Tensor:
     """[B, D] unbiased variance over the tokens, in two passes (mean, then centred squares).
 
-    Four whole-tensor ops: faster than Tensor.var on CPU, and few enough parallel
-    regions to stay fast when the cores are shared (blocked loops are not).
+    On CPU the squares are summed over blocks of ~4 MiB so the centred temporary
+    stays in cache (2-3x faster than one whole-tensor temporary, ~5x faster than
+    Tensor.var); blocks are kept large so the op count stays small.
     """
-    centred = h - h.mean(dim=1, keepdim=True)
-    return centred.mul_(centred).sum(dim=1) / (h.shape[1] - 1)
+    B, N, D = h.shape
+    mean = h.mean(dim=1, keepdim=True)
+    rows = max(1, BLOCK_FLOATS // (B * D)) if h.device.type == "cpu" else N
+    acc = torch.zeros(B, D, dtype=h.dtype, device=h.device)
+    for start in range(0, N, rows):
+        centred = h[:, start:start + rows] - mean
+        acc += centred.mul_(centred).sum(dim=1)
+    return acc / (N - 1)
 
 
 def pick_pivots(keys: torch.Tensor, count: int, rule: str) -> torch.Tensor:
