@@ -11,13 +11,9 @@ import tokenprune.models as models
 
 @pytest.fixture(scope="module")
 def built():
-    cache = {}
+    from test_engine import get_case
 
-    def get(name):
-        if name not in cache:
-            cache[name] = getattr(tm, name)(layers=3)
-        return cache[name]
-    return get
+    return lambda name: get_case(name)[0]  # the same tiny models as the engine tests
 
 
 def _mixed(n_images=1, frames=4):
