@@ -159,25 +159,32 @@ def _parse_models(value, problems) -> list[ModelSpec]:
     return out
 
 
-def _parse_strategies(value, problems):
-    from ..api import strategy_class
-
-    known = registry.names("strategies")
-    out = []
-    for i, entry in enumerate(_as_list(value, "strategies", problems)):
-        where = f"strategies[{i}]"
+def _named_entries(value, kind: str, shape: str, problems):
+    """(where, mapping, name) of each entry of a list of names or {name, ...} mappings with a registered name."""
+    singular = kind[:-1]
+    known = registry.names(kind)
+    for i, entry in enumerate(_as_list(value, kind, problems)):
+        where = f"{kind}[{i}]"
         if isinstance(entry, str):
             entry = {"name": entry}
         if not isinstance(entry, dict) or "name" not in entry:
-            problems.add(where, "must be a strategy name or a mapping {name, params, label}")
+            problems.add(where, f"must be a {singular} name or a mapping {shape}")
             continue
+        if entry["name"] not in known:
+            problems.add(f"{where}.name", f"unknown {singular} {entry['name']!r}; registered {kind}: "
+                                          f"{', '.join(known) or '(none)'}")
+            continue
+        yield where, entry, entry["name"]
+
+
+def _parse_strategies(value, problems):
+    from ..api import strategy_class
+
+    out = []
+    for where, entry, name in _named_entries(value, "strategies", "{name, params, label}", problems):
         for key in entry:
             if key not in ("name", "params", "label"):
                 problems.add(f"{where}.{key}", "unknown key; allowed: name, params, label")
-        name = entry["name"]
-        if name not in known:
-            problems.add(f"{where}.name", f"unknown strategy {name!r}; registered strategies: {', '.join(known)}")
-            continue
         params = entry.get("params") or {}
         if not isinstance(params, dict):
             problems.add(f"{where}.params", "must be a mapping of param name -> value (a list expands)")
@@ -238,19 +245,8 @@ def _parse_budgets(value, problems, needed: bool):
 
 
 def _parse_benchmarks(value, problems):
-    known = registry.names("benchmarks")
     out = []
-    for i, entry in enumerate(_as_list(value, "benchmarks", problems)):
-        where = f"benchmarks[{i}]"
-        if isinstance(entry, str):
-            entry = {"name": entry}
-        if not isinstance(entry, dict) or "name" not in entry:
-            problems.add(where, "must be a benchmark name or a mapping {name, <options>}")
-            continue
-        name = entry["name"]
-        if name not in known:
-            problems.add(f"{where}.name", f"unknown benchmark {name!r}; registered benchmarks: {', '.join(known) or '(none)'}")
-            continue
+    for where, entry, name in _named_entries(value, "benchmarks", "{name, <options>}", problems):
         options = {k: v for k, v in entry.items() if k != "name"}
         try:
             bench = registry.lookup("benchmarks", name)(**options)
