@@ -161,7 +161,7 @@ def _parse_models(value, problems) -> list[ModelSpec]:
 
 def _named_entries(value, kind: str, shape: str, problems):
     """(where, mapping, name) of each entry of a list of names or {name, ...} mappings with a registered name."""
-    singular = kind[:-1]
+    singular = {"strategies": "strategy", "benchmarks": "benchmark"}[kind]
     known = registry.names(kind)
     for i, entry in enumerate(_as_list(value, kind, problems)):
         where = f"{kind}[{i}]"
