@@ -32,8 +32,7 @@ def _grid_raw(run_dir: Path) -> dict:
         return {}
 
 
-def _add_missing(df: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
-    expected = _expected_cells(run_dir)
+def _add_missing(df: pd.DataFrame, expected) -> pd.DataFrame:
     if not expected:
         return df
     have = set(df["cell"]) if not df.empty else set()
@@ -68,7 +67,9 @@ def write_report(run_dir, out=None) -> Path:
     diag = [cell_diagnostics(stores[c].records()) if c in stores else {} for c in df["cell"]]
     for key in ("edge_tokens", "nn_distance", "redundancy"):
         df[f"diagnostics.{key}"] = [d.get(key) for d in diag]
-    df = _add_missing(df, run_dir)
+    expected = _expected_cells(run_dir)
+    df = _add_missing(df, expected)
+    label_order = list(dict.fromkeys(c.label or c.strategy for c in expected or []))
     df.to_csv(out / "cells.csv", index=False)
     if (df["status"] == "done").any():
         write_parquet(df[df["status"] != "missing"], out / "cells.parquet")
@@ -81,7 +82,7 @@ def write_report(run_dir, out=None) -> Path:
     sections_html.append(f"<p>Cells: {html.escape(summary)}</p>")
 
     for model in sorted(df["model"].dropna().unique()):
-        table = tables.paper_table(df, model)
+        table = tables.paper_table(df, model, label_order)
         md = tables.to_markdown(table)
         sections_md += [f"## {model}\n", md]
         sections_html += [f"<h2>{html.escape(model)}</h2>", _md_table_to_html(md)]

@@ -11,23 +11,30 @@ def _mean(values):
     return sum(vals) / len(vals) if vals else None
 
 
-def paper_table(df: pd.DataFrame, model: str) -> pd.DataFrame:
+def paper_table(df: pd.DataFrame, model: str, label_order: list[str] | None = None) -> pd.DataFrame:
     """One row per (budget group, strategy label): benchmark scores, Avg. % of vanilla, retained tokens.
 
     Seeds are averaged. Cells that did not finish show as None (rendered as a dash)
     and are excluded from the average, which then says how many benchmarks it covers.
+    Budget groups run from the most retained tokens to the fewest; strategies follow
+    ``label_order`` (the grid's order), then the alphabet.
     """
     sub = df[df["model"] == model]
     benchmarks = sorted(sub["benchmark"].unique())
     rows = []
-    groups = [("all", sub[sub["strategy"] == "vanilla"])]
+    rank = {label: i for i, label in enumerate(label_order or [])}
     pruned = sub[sub["strategy"] != "vanilla"]
+    budget_groups = []
     for label, part in pruned.groupby("budget_label", sort=False):
-        groups.append((label, part))
+        kept = _mean(part.get("tokens.kept_mean", pd.Series(dtype=float)).tolist())
+        budget_groups.append((-(kept if kept is not None else -1), label, part))
+    groups = [("all", sub[sub["strategy"] == "vanilla"])] + [(b, p) for _, b, p in sorted(budget_groups, key=lambda g: g[0])]
     for budget_label, part in groups:
         kept = _mean(part.get("tokens.kept_mean", pd.Series(dtype=float)).tolist())
         n_visual = _mean(part.get("tokens.n_visual_mean", pd.Series(dtype=float)).tolist())
-        for label, cells in part.groupby("label", sort=False):
+        labels = sorted(part["label"].unique(), key=lambda lab: (rank.get(lab, len(rank)), lab))
+        for label in labels:
+            cells = part[part["label"] == label]
             row = {"budget": budget_label, "strategy": label, "retained": kept, "n_visual": n_visual}
             for bench in benchmarks:
                 mine = cells[(cells["benchmark"] == bench) & (cells["status"] == "done")]
