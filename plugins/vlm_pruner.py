@@ -9,7 +9,7 @@ import torch
 
 from tokenprune import Param, Selection, Strategy, hookimpl
 
-from ._vlm_pruner_core import PrunerSettings, bss_positions, check_coords, grid_extent, vlm_prune
+from ._vlm_pruner_core import GridDistances, PrunerSettings, bss_positions, check_coords, grid_extent, vlm_prune
 
 
 class VlmPruner(Strategy):
@@ -119,7 +119,8 @@ class VlmPruner(Strategy):
         extent = grid_extent(coords, ctx.grid, self.name)
         pos, inv_dmax = bss_positions(coords, extent, qwen_unmerged_grid=self.cfg.qwen_unmerged_grid,
                                       time_scale=self.cfg.time_scale)
-        out = vlm_prune(keys, hidden, pos, inv_dmax, budget, self.settings())
+        dist = self.grid_distances(pos, hidden.device) if self.cfg.bss else None
+        out = vlm_prune(keys, hidden, dist, inv_dmax, budget, self.settings())
         counts = (out.keep >= 0).sum(1)
         return Selection(keep=out.keep, hidden=out.hidden, info={
             "order": out.order,
@@ -130,6 +131,16 @@ class VlmPruner(Strategy):
             "merged": out.merged,
             "grid": extent,
         })
+
+    def grid_distances(self, pos, device) -> GridDistances:
+        """Distances between token positions, reused while the grid stays the same (the usual case)."""
+        key = (str(device), tuple(pos.shape), pos.cpu().numpy().tobytes())
+        cached = getattr(self, "_grid_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        dist = GridDistances(pos.to(device))
+        self._grid_cache = (key, dist)
+        return dist
 
     def keep_everything(self, hidden):
         B, N, _ = hidden.shape

@@ -366,6 +366,21 @@ def test_long_inputs_select_the_same_without_the_matrices(monkeypatch):
     torch.testing.assert_close(sel.hidden[0], case["out_hidden_kept"], rtol=1e-4, atol=1e-5)
 
 
+def test_grid_distances_are_reused_only_for_the_same_grid():
+    s = tp.get_strategy("vlm_pruner", top_q=32)
+    keys, _, coords, ctx = make_inputs(s, batch=1, h=8, w=9, seed=5)
+    s.select(keys, None, coords, 20, ctx)
+    first = s._grid_cache[1]
+    s.select(keys, None, coords.clone(), 20, ctx)
+    assert s._grid_cache[1] is first
+    other = grid_coords(9, 8)  # same N, another grid
+    ctx.grid = None
+    reused = s.select(keys, None, other, 20, ctx)
+    fresh = tp.get_strategy("vlm_pruner", top_q=32).select(keys, None, other, 20, ctx)
+    assert s._grid_cache[1] is not first
+    assert torch.equal(reused.keep, fresh.keep)
+
+
 @pytest.mark.parametrize("bad, message", [
     (lambda c: c.float() + 0.5, "integer"),
     (lambda c: c - 3, "non-negative"),
