@@ -6,9 +6,11 @@ The steps follow shared/methods/vlm_pruner.md:
   stage 2  parallel greedy over chunks with a rising threshold, BSS-modulated similarity
   stage 3  SWA: every dropped token merges into its most similar kept token
 
-Everything is batched over [B, N, ...]. Python loops run over pivots, greedy steps
-(one chunk per sample per step) and large blocks of tokens (the variance), and over
-samples only around one matrix-vector product each; never over single tokens.
+Everything is batched over [B, N, ...] where that pays. Python loops run over pivots,
+greedy steps (one chunk per sample per step) and blocks of tokens (the variance),
+and over samples only in the memory-bound channel screen (a sample's states stay in
+cache between its passes) and around one matrix-vector product each; never over
+single tokens.
 
 Speed: the official code compares every chunk against the whole selected set. Here
 each token carries two running reductions over the selected set (its best raw
@@ -28,7 +30,7 @@ from tokenprune import StrategyInputError
 
 COS_EPS = 1e-8  # norm floor of torch's cosine similarity
 SWA_EPS = 1e-8  # floor of the SWA weight sum (official)
-BLOCK_FLOATS = 1 << 22  # 16 MiB of float32: temporaries of the blocked variance
+BLOCK_FLOATS = 1 << 18  # 1 MiB of float32: temporaries of the blocked variance
 MATRIX_MAX_FLOATS = 1 << 24  # 64 MiB of float32: larger similarity/distance matrices are not built
 
 
@@ -117,30 +119,35 @@ def bss_positions(coords: torch.Tensor, extent, *, qwen_unmerged_grid: bool, tim
 
 
 def screened_unit_rows(h: torch.Tensor, top_q: int) -> torch.Tensor:
-    """[B, N, q] float32 rows of the q highest-variance channels of ``h`` (float32), L2-normalised."""
+    """[B, N, q] float32 rows of the q highest-variance channels of ``h`` (float32), L2-normalised.
+
+    One sample at a time: the screen reads the hidden states several times, and a
+    single sample's states stay in cache between those passes, a batch's do not.
+    """
     q = min(top_q, h.shape[-1])
-    channels = channel_variance(h).topk(q, dim=1).indices
-    if h.shape[0] == 1:  # index_select is several times faster than gather for a single sample
-        screened = h[0].index_select(1, channels[0])[None]
-    else:
-        screened = h.gather(2, channels[:, None, :].expand(-1, h.shape[1], -1))
+    return torch.stack([screen_sample(x, q) for x in h.unbind(0)])
+
+
+def screen_sample(x: torch.Tensor, q: int) -> torch.Tensor:
+    channels = channel_variance(x).topk(q).indices
+    screened = x.index_select(1, channels)
     return screened / screened.norm(dim=-1, keepdim=True).clamp_min(COS_EPS)
 
 
-def channel_variance(h: torch.Tensor) -> torch.Tensor:
-    """[B, D] unbiased variance over the tokens, in two passes (mean, then centred squares).
+def channel_variance(x: torch.Tensor) -> torch.Tensor:
+    """[D] unbiased variance over the tokens of x [N, D], in two passes (mean, then centred squares).
 
-    On CPU the squares are summed over blocks of ~16 MiB so the centred temporary
-    of a large batch stays in cache (faster than one whole-tensor temporary, and
-    Tensor.var is slower still); blocks are large so the op count stays small.
+    On CPU the squares are summed over ~1 MiB blocks of tokens so the centred
+    temporary stays in cache (about 2x faster than one whole temporary, and
+    Tensor.var is slower still).
     """
-    B, N, D = h.shape
-    mean = h.mean(dim=1, keepdim=True)
-    rows = max(1, BLOCK_FLOATS // (B * D)) if h.device.type == "cpu" else N
-    acc = torch.zeros(B, D, dtype=h.dtype, device=h.device)
+    N, D = x.shape
+    mean = x.mean(dim=0, keepdim=True)
+    rows = max(1, BLOCK_FLOATS // D) if x.device.type == "cpu" else N
+    acc = torch.zeros(D, dtype=x.dtype, device=x.device)
     for start in range(0, N, rows):
-        centred = h[:, start:start + rows] - mean
-        acc += centred.mul_(centred).sum(dim=1)
+        centred = x[start:start + rows] - mean
+        acc += centred.mul_(centred).sum(dim=0)
     return acc / (N - 1)
 
 
