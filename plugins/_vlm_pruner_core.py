@@ -137,13 +137,16 @@ def screen_sample(x: torch.Tensor, q: int) -> torch.Tensor:
 def channel_variance(x: torch.Tensor) -> torch.Tensor:
     """[D] unbiased variance over the tokens of x [N, D], in two passes (mean, then centred squares).
 
-    On CPU the squares are summed over ~1 MiB blocks of tokens so the centred
-    temporary stays in cache (about 2x faster than one whole temporary, and
-    Tensor.var is slower still).
+    Single-threaded CPU: the squares are summed over ~1 MiB blocks of tokens so the
+    centred temporary stays in cache (about 2x faster than one whole temporary;
+    Tensor.var is slower still). With several threads every block would be a
+    parallel region, and those cost far more than cache misses when cores are
+    shared, so the blocks are dropped (as on GPU).
     """
     N, D = x.shape
     mean = x.mean(dim=0, keepdim=True)
-    rows = max(1, BLOCK_FLOATS // D) if x.device.type == "cpu" else N
+    blocked = x.device.type == "cpu" and torch.get_num_threads() == 1
+    rows = max(1, BLOCK_FLOATS // D) if blocked else N
     acc = torch.zeros(D, dtype=x.dtype, device=x.device)
     for start in range(0, N, rows):
         centred = x[start:start + rows] - mean
