@@ -11,7 +11,9 @@ same tokens (they must whenever the official code fills the budget). ``--layout 
 ``--layout as-built`` keeps make_inputs' channel-major hidden tensor (what
 scripts/bench_select.py times), which costs vlm_pruner one transposing copy. The official
 code's anchor on a 2-core CPU is ~1.4 s for N=576 -> 64, batch 1, float32.
-On a shared machine the CPU time (summed over threads) is steadier than the wall time.
+On a shared machine the CPU time (summed over threads) is steadier than the wall time,
+and with several threads OpenMP's default spin-waiting makes every parallel region wait
+for a descheduled worker: there, compare --threads 1, or set OMP_WAIT_POLICY=PASSIVE.
 """
 from __future__ import annotations
 
