@@ -122,8 +122,9 @@ def print_summary(grid, store, status):
     from .collect import collect
 
     df = collect(store.root)
-    ids = {c.id for c in grid.cells}
-    df = df[df["cell"].isin(ids)] if not df.empty else df
+    ids = {c.id: i for i, c in enumerate(grid.cells)}
+    if not df.empty:  # the grid's own order: model, strategy, benchmark, seed, budget
+        df = df[df["cell"].isin(ids)].assign(_order=lambda d: d["cell"].map(ids)).sort_values("_order")
     print(f"\n{grid.name}: {len(ids)} cells in {store.root}")
     if not df.empty:
         cols = ["model", "label", "budget_label", "benchmark", "status", "score", "relative", "loyalty",
