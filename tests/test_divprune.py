@@ -118,3 +118,18 @@ def test_declaration():
     cls = tp.strategy_class("divprune")
     assert (cls.stage, cls.requires) == ("pre_llm", frozenset({"keys"}))
     assert "round(ratio * N)" in cls.describe()["doc"]
+
+
+@pytest.mark.parametrize("exclude_picked", [True, False])
+def test_numpy_loop_picks_like_the_torch_loop(exclude_picked):
+    from tokenprune_plugins.divprune import _greedy_loop_numpy, _greedy_loop_torch, cosine_distance
+
+    gen = torch.Generator().manual_seed(3)
+    features = torch.randn(3, 200, 32, generator=gen)
+    features[1, 100:] = features[1, :100]  # exact duplicates: ties and, unmasked, repeated picks
+    distance = cosine_distance(features)
+    first = torch.tensor([0, 7, 199])
+    by_numpy = _greedy_loop_numpy(distance, first, 150, exclude_picked)
+    by_torch = _greedy_loop_torch(distance, first, 150, exclude_picked)
+    assert torch.equal(by_numpy, by_torch)
+    assert exclude_picked == all(len(set(row)) == 150 for row in by_numpy.tolist())
