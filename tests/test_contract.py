@@ -80,6 +80,16 @@ def test_nan_in_keys_reports_position():
         Scripted().select(keys, None, grid_coords(4, 4), 4, tp.Context())
 
 
+def test_nan_only_matters_in_a_signal_the_strategy_reads(monkeypatch):
+    hidden = torch.randn(2, 16, 8)
+    hidden[1, 3, 1] = math.inf
+    answer = lambda k, b: tp.Selection(keep=keep([[0, 1, 2, 3]] * 2))  # noqa: E731
+    assert run(answer, hidden=hidden).info["counts"] == [4, 4]  # Scripted reads keys only
+    monkeypatch.setattr(Scripted, "requires", frozenset({"keys", "hidden"}))
+    with pytest.raises(tp.StrategyInputError, match=r"input ctx.hidden has 1 non-finite value\(s\), first inf"):
+        run(answer, hidden=hidden)
+
+
 def test_missing_required_signal():
     with pytest.raises(tp.StrategyInputError, match="requires keys"):
         Scripted().select(None, None, grid_coords(4, 4), 4, tp.Context(batch_size=1))

@@ -63,14 +63,16 @@ def check_inputs(strategy, keys, attn, coords, budget, ctx) -> tuple[int, int]:
         if B is not None and t.shape[0] != B:
             raise StrategyInputError(f"strategy {owner!r}: {what} has batch {t.shape[0]}, expected {B}")
         B = t.shape[0]
-        check_finite(owner, what, t)
+        if signal in strategy.requires:  # a signal the strategy does not read cannot spoil its answer
+            check_finite(owner, what, t)
     for signal in _FLOAT_SIGNALS[1:]:
         value = getattr(ctx, signal)
         if value is None:
             if signal in strategy.requires:
                 raise StrategyInputError(f"strategy {owner!r} requires ctx.{signal}, but it was None")
             continue
-        check_finite(owner, f"ctx.{signal}", value)
+        if signal in strategy.requires:
+            check_finite(owner, f"ctx.{signal}", value)
     if "final_norm" in strategy.requires and ctx.final_norm is None:
         raise StrategyInputError(f"strategy {owner!r} requires ctx.final_norm, but it was None")
     if ctx.batch_size is not None:
