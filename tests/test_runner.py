@@ -162,3 +162,16 @@ def test_ray_executor_gives_the_same_results(tmp_path, checkpoint, ray_cluster):
                        benchmarks=[{"name": "shapes", "limit": 3}], executor={"name": "ray", "num_cpus": 1})
     assert main(["run", str(other), "--out", str(tmp_path / "ray"), "--quiet", "--no-report"]) == 0
     assert results(tmp_path / "ray") == results(tmp_path / "local")
+
+
+def test_downsample_cells_count_tokens_against_the_native_image(tmp_path, checkpoint):
+    grid = write_grid(tmp_path, checkpoint, strategies=["downsample"], budgets=[8])
+    out = tmp_path / "run"
+    assert main(["run", str(grid), "--out", str(out), "--quiet", "--no-report"]) == 0
+    row = collect(out).iloc[0]
+    assert row["status"] == "done"
+    assert row["tokens.n_visual_mean"] == 36 and row["tokens.kept_mean"] == 8
+    assert 0 < row["flops.prefill_flops_ratio"] < 0.5
+    records = RunStore(out).cells()[0].records()
+    assert {r["n_resized"] for r in records} == {9}  # a 3x3 image grid, trimmed to 8
+    assert all(r["native_prompt_tokens"] == r["prompt_tokens"] - 9 + 36 for r in records)

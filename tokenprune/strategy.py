@@ -17,9 +17,9 @@ import torch
 from .errors import PluginError
 from .params import Config, Param, resolve
 from .selection import SIGNALS, Context, Selection
-from .validation import check_inputs, check_selection
+from .validation import check_input_grid, check_inputs, check_selection
 
-STAGES = ("pre_llm", "llm")
+STAGES = ("input", "pre_llm", "llm")
 
 
 class Strategy:
@@ -27,7 +27,10 @@ class Strategy:
 
     Class attributes:
       name      unique registry name
-      stage     "pre_llm" (before the LLM) or "llm" (at the input of decoder layer K)
+      stage     "pre_llm" (before the LLM), "llm" (at the input of decoder layer K) or
+                "input" (the image is resized before the vision tower to the token grid
+                ``input_grid(grid, budget)`` names; ``select`` then runs on the tokens of
+                the resized image as a pre_llm strategy would)
       layer     default K for llm-stage strategies (becomes the ``layer`` param)
       requires  signals the strategy reads (see tokenprune.SIGNALS); the engine computes only these
       params    hyper-parameters with the paper's defaults (name -> Param)
@@ -77,6 +80,9 @@ class Strategy:
                 raise PluginError(f"strategy {cls.name!r}: param {pname!r} must be a tokenprune.Param")
         if not callable(getattr(cls, "select", None)):
             raise PluginError(f"strategy {cls.name!r} ({where}) does not implement select()")
+        if cls.stage == "input" and cls.input_grid is Strategy.input_grid:
+            raise PluginError(f"strategy {cls.name!r} ({where}): an input-stage strategy must implement "
+                              "input_grid(grid, budget)")
 
     def __init__(self, **params):
         self.cfg = Config(resolve(self.all_params(), params, owner=f"strategy {self.name!r}"))
@@ -97,6 +103,16 @@ class Strategy:
 
     def select(self, keys, attn, coords, budget, ctx=None) -> Selection:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def input_grid(self, grid: tuple[int, int], budget: int) -> tuple[int, int]:  # pragma: no cover - abstract
+        """Input-stage strategies: the (rows, cols) token grid an image with native token grid
+        ``grid`` is resized to, for ``budget`` kept tokens. Never larger than ``grid``; at least
+        ``budget`` tokens when the native grid has them (``select`` then trims to the budget)."""
+        raise NotImplementedError
+
+    def planned_grid(self, grid: tuple[int, int], budget: int) -> tuple[int, int]:
+        """``input_grid`` checked: positive integers, inside the native grid, room for the budget."""
+        return check_input_grid(self, grid, budget, self.input_grid(tuple(grid), budget))
 
     @classmethod
     def describe(cls) -> dict:

@@ -150,3 +150,20 @@ def check_selection(strategy, sel, *, B: int, N: int, budget: int, hidden_dim: i
         raise fail(f"info must be a dict, got {type(sel.info).__name__}")
     sel.info["counts"] = valid.sum(dim=1).tolist()
     return sel
+
+
+def check_input_grid(strategy, grid, budget, planned) -> tuple[int, int]:
+    """An input-stage strategy's planned (rows, cols): integers in 1..native, with room for the budget."""
+    owner = strategy.name
+    rows, cols = (int(v) for v in grid)
+    if (not isinstance(planned, (tuple, list)) or len(planned) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in planned)):
+        raise SelectionError(f"strategy {owner!r}: input_grid() must return (rows, cols) integers, got {planned!r}")
+    r, c = planned
+    if not (1 <= r <= rows and 1 <= c <= cols):
+        raise SelectionError(f"strategy {owner!r}: input_grid() returned {r}x{c}, outside the native "
+                             f"{rows}x{cols} token grid (resizing may only shrink the image)")
+    if r * c < min(budget, rows * cols):
+        raise SelectionError(f"strategy {owner!r}: input_grid() returned {r}x{c} = {r * c} tokens, fewer than "
+                             f"the budget {budget}")
+    return r, c

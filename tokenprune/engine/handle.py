@@ -23,6 +23,7 @@ from . import positions as pos_ops
 from . import transform
 from .prefill import KNOWN_EXTRAS, Prefill, Sources
 from .probe import AttentionProbe
+from .resize import ResizePlan
 
 _PROBE_SIGNALS = {"keys", "attn", "text_keys"}
 
@@ -79,7 +80,8 @@ class PruneHandle:
         self.keep_ratio = keep_ratio
         self.positions = positions
         self.seed = seed
-        self.stage = strategy.stage
+        self.resizes = strategy.stage == "input"  # the image is resized, then select runs as pre_llm
+        self.stage = "pre_llm" if self.resizes else strategy.stage
         self.layer = strategy.prune_layer
         self.records: list[dict] = []
         self._hooks = []
@@ -125,6 +127,8 @@ class PruneHandle:
             self._probe = None
         if getattr(self.vlm.model, "_tokenprune_handle", None) is self:
             del self.vlm.model._tokenprune_handle
+            if self.resizes:
+                self.vlm.resize_plan = self.vlm.native_visual = None
         self._pass = None
         self._removed = True
 
@@ -160,12 +164,24 @@ class PruneHandle:
             raise PruneError(f"{self._who()}: ctx.extras['attn_all_queries'] needs an llm-stage strategy")
         if self.positions not in ("original", "reindex"):
             raise PruneError(f"{self._who()}: positions must be 'original' or 'reindex', got {self.positions!r}")
+        if self.resizes:
+            if not self.vlm.supports_resize:
+                raise PruneError(f"{self._who()}: this strategy resizes the input images, which model adapter "
+                                 f"{self.vlm.name!r} cannot do (supported by: llava, qwen2_vl, qwen2_5_vl, qwen3_vl)")
+            if self.budget is None:
+                raise PruneError(f"{self._who()}: an input-stage strategy plans the image size from a fixed "
+                                 "budget; give budget, not keep_ratio")
         self.vlm.check_strategy(self.strategy, self._who())
 
     def _install(self):
         vlm, layers = self.vlm, self.vlm.decoder_layers
         vlm.model._tokenprune_handle = self
         add = self._hooks.append
+        if self.resizes:
+            for hook in vlm.resize_hooks():
+                add(hook)
+            vlm.resize_plan = ResizePlan(grid=lambda grid: self.strategy.planned_grid(grid, self.budget),
+                                         resample=getattr(self.strategy.cfg, "resample", "bicubic"))
         add(vlm.vlm_module.register_forward_pre_hook(self._guarded(self._on_vlm), with_kwargs=True))
         add(vlm.vlm_module.register_forward_hook(self._guarded(self._on_vlm_done), with_kwargs=True))
         add(vlm.language_model.register_forward_pre_hook(self._guarded(self._on_lm), with_kwargs=True))

@@ -75,11 +75,22 @@ class VLM:
     model_classes: ClassVar[tuple[str, ...]] = ()  # transformers class names, most specific first
     mrope: ClassVar[bool] = False  # M-RoPE position ids (3 rows)
     needs_after_layer: ClassVar[bool] = False  # the engine must call after_layer() on decoder outputs
+    supports_resize: ClassVar[bool] = False  # build_inputs can render images at a chosen token grid
 
     def __init__(self, model, processor=None, checkpoint: str | None = None):
         self.model = model
         self.processor = processor
         self.checkpoint = checkpoint or getattr(model, "name_or_path", "") or type(model).__name__
+        # Input-stage strategies: while set (by the engine, an engine.resize.ResizePlan), build_inputs resizes every
+        # image to the token grid the plan gives for its native grid, and native_visual holds each
+        # sample's visual-token count at native resolution for the last batch built.
+        self.resize_plan = None
+        self.native_visual: list[int] | None = None
+
+    def resize_hooks(self) -> list:
+        """Removable hooks the model needs to run on resized images (e.g. position interpolation)."""
+        return []
+
 
     # ------------------------------------------------------------------ loading
     @classmethod

@@ -22,6 +22,7 @@ class LlavaNextAdapter(LlavaAdapter):
 
     name = "llava_next"
     model_classes = ("LlavaNextForConditionalGeneration",)
+    supports_resize = False  # anyres tiling decides the token count; a resize plan would fight it
 
     @property
     def side(self) -> int:

@@ -120,16 +120,53 @@ class Qwen2VLAdapter(VLM):
             out.append(finish(pos_b, blocks, segments))
         return out
 
+    supports_resize = True  # dynamic resolution: any grid of merged patches
+
     def build_inputs(self, samples):
         texts, images, videos, fps = [], [], [], []
+        self.native_visual = [] if self.resize_plan is not None else None
         for s in samples:
             imgs, frames = prompts.media(s)
+            if self.resize_plan is not None:
+                if frames:
+                    raise ValueError(f"model adapter {self.name!r}: input resizing handles images, not video "
+                                     f"(sample {s.id!r})")
+                imgs, native = zip(*(self._resize(im) for im in imgs)) if imgs else ((), ())
+                imgs = list(imgs)
+                self.native_visual.append(sum(native))
             conv = prompts.user_turn(s.prompt, n_images=len(imgs), n_videos=1 if frames else 0)
             texts.append(prompts.render(self.processor, conv, _qwen_fallback))
             images.append(imgs)
             videos.append([frames] if frames else [])
             fps.append([float(s.meta.get("fps", 1.0))] if frames else [])
-        return self.processor(texts, images, videos, fps)
+        inputs = self.processor(texts, images, videos, fps)
+        if self.resize_plan is not None and "image_grid_thw" in inputs:
+            merge = self.processor.merge
+            got = [int(g.prod()) // merge ** 2 for g in inputs["image_grid_thw"]]
+            want = [im.size[0] * im.size[1] // self._factor ** 2 for group in images for im in group]
+            if got != want:
+                raise ValueError(f"model adapter {self.name!r}: the image processor changed the resized images' "
+                                 f"grids ({got} tokens instead of {want}); its min_pixels/max_pixels forbid them")
+        return inputs
+
+    @property
+    def _factor(self) -> int:
+        """Pixels per merged visual token along each side."""
+        ip = self.processor.image_processor
+        return ip.patch_size * ip.merge_size
+
+    def _resize(self, image):
+        """(image resized to the planned grid, its native token count)."""
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+        ip, f = self.processor.image_processor, self._factor
+        size = ip.size if isinstance(getattr(ip, "size", None), dict) else {}
+        lo = size.get("shortest_edge", getattr(ip, "min_pixels", None) or 56 * 56)
+        hi = size.get("longest_edge", getattr(ip, "max_pixels", None) or 28 * 28 * 1280)
+        height, width = smart_resize(image.height, image.width, factor=f, min_pixels=lo, max_pixels=hi)
+        rows, cols = self.resize_plan.grid((height // f, width // f))
+        resized = image.convert("RGB").resize((cols * f, rows * f), self.resize_plan.pil_filter)
+        return resized, (height // f) * (width // f)
 
 
 def _qwen_fallback(conversation) -> str:

@@ -94,9 +94,13 @@ def run_cell(vlm, cell: CellSpec, cs: CellStore, *, warmup: int, progress: Progr
                 wall = time.perf_counter() - started
                 prune_records = _per_sample(handle, len(batch))
                 prompt_tokens, n_visual = _prompt_sizes(vlm, inputs)
+                native = getattr(vlm, "native_visual", None)  # set when an input-stage strategy resized images
                 for i, sample in enumerate(batch):
-                    cs.append(_record(bench, sample, result, i, prune_records[i], prompt_tokens[i], n_visual[i],
-                                      wall, warm=measured_so_far < warmup))
+                    record = _record(bench, sample, result, i, prune_records[i], prompt_tokens[i], n_visual[i],
+                                     wall, warm=measured_so_far < warmup)
+                    if native is not None:
+                        _count_native(record, native[i])
+                    cs.append(record)
                     measured_so_far += 1
                 bar.update(len(batch))
         bar.close()
@@ -128,6 +132,13 @@ def _prompt_sizes(vlm, inputs) -> tuple[list[int], list[int]]:
     lengths = (mask.sum(dim=1) if mask is not None else torch.full((ids.shape[0],), ids.shape[1])).tolist()
     visual = [vlm.count_visual(row) for row in ids]
     return [int(n) for n in lengths], visual
+
+
+def _count_native(record: dict, native: int):
+    """A resized input: token counts and FLOPs are against the native-resolution prompt."""
+    record["n_resized"] = record["n_visual"]
+    record["native_prompt_tokens"] = record["prompt_tokens"] - record["n_visual"] + native
+    record["n_visual"] = native
 
 
 def _record(bench, sample, result, i, prune, prompt_tokens, n_visual, wall, warm) -> dict:

@@ -31,7 +31,8 @@ def flops_stats(records: list[dict], shape: flops.LLMShape, prune_layer: int | N
     for r in records:
         if r.get("prompt_tokens") is None or r.get("n_visual") is None:
             continue
-        n_total, n_visual = r["prompt_tokens"], r["n_visual"]
+        # a resized input is costed against the prompt the unpruned model would have had
+        n_total, n_visual = r.get("native_prompt_tokens") or r["prompt_tokens"], r["n_visual"]
         kept = r["count"] if r.get("count") is not None else n_visual
         alive = flops.alive_per_layer(shape, n_total, n_visual, kept, prune_layer)
         full = flops.alive_per_layer(shape, n_total, n_visual, n_visual, None)
