@@ -35,11 +35,12 @@ def test_e2e_bench_sets_speed_beside_flops(tmp_path):
     import tiny_models
 
     ckpt = tiny_models.llava(layers=4).checkpoint
-    assert main(["bench", "e2e", "--arch", ckpt, "--strategies", "random", "--budgets", "9", "--repeats", "1",
-                 "--warmup", "0", "--out", str(tmp_path)]) == 0
+    assert main(["bench", "e2e", "--arch", ckpt, "--strategies", "random,downsample", "--budgets", "9",
+                 "--repeats", "1", "--warmup", "0", "--out", str(tmp_path)]) == 0
     rows = json.loads(next(tmp_path.glob("e2e_*.json")).read_text())["rows"]
-    assert [r["strategy"] for r in rows] == ["vanilla", "limit", "random"]
-    pruned = rows[-1]
+    assert [r["strategy"] for r in rows] == ["vanilla", "limit", "random", "downsample"]
+    assert rows[-1]["select_ms"] >= 0 and rows[-1]["budget"] == 9  # measured like any strategy
+    pruned = rows[-2]
     assert pruned["budget"] == 9 and pruned["flops_speedup"] > 1.0
     assert pruned["speedup_vs_flops_limit"] == pruned["speedup"] / pruned["flops_speedup"]
     assert pruned["prefill_ms"] > 0 and pruned["decode_ms_per_token"] > 0 and "select_ms" in pruned

@@ -97,7 +97,9 @@ def run(arch="zoo:shapes-llava-144", strategies=None, budgets=None, devices=None
             layer = strategy.prune_layer if strategy.stage == "llm" else 0
             alive = flops.alive_per_layer(shape, n_total, n_visual, budget, layer)
             with apply(vlm, strategy, budget=budget) as handle:
-                m = _measure(vlm, inputs, repeats, warmup, new_tokens, handle)
+                # an input-stage strategy (downsample) changes the inputs themselves
+                staged = vlm.build_inputs([sample]) if strategy.stage == "input" else inputs
+                m = _measure(vlm, staged, repeats, warmup, new_tokens, handle)
             speedup = base["prefill_ms"] / m["prefill_ms"]
             flops_speedup = full_flops / flops.prefill_flops(shape, alive)
             rows.append({**common, "strategy": name, "budget": budget, **m, "speedup": speedup,
