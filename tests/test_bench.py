@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from tokenprune.bench.select import run
 from tokenprune.cli import main
 
@@ -44,3 +46,33 @@ def test_e2e_bench_sets_speed_beside_flops(tmp_path):
     assert pruned["budget"] == 9 and pruned["flops_speedup"] > 1.0
     assert pruned["speedup_vs_flops_limit"] == pruned["speedup"] / pruned["flops_speedup"]
     assert pruned["prefill_ms"] > 0 and pruned["decode_ms_per_token"] > 0 and "select_ms" in pruned
+
+
+@pytest.mark.parametrize("arch, params", [("llava-1.5-7b", 7_063_427_072), ("qwen2-vl-7b", 8_291_375_616)])
+def test_full_size_archs_have_the_published_parameter_counts(arch, params):
+    from tokenprune.bench.archs import ARCHS
+
+    vlm = ARCHS[arch](device="meta")  # shapes only, no memory
+    assert sum(p.numel() for p in vlm.model.parameters()) == params
+
+
+def test_e2e_on_the_qwen2_vl_arch_code_path(tmp_path, monkeypatch):
+    """The Qwen2-VL-7B builder at toy sizes: dynamic-resolution image, M-RoPE, every stage timed."""
+    import functools
+
+    from tokenprune.bench import archs
+
+    small = {"vision": dict(depth=1, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=14,
+                            spatial_merge_size=2, temporal_patch_size=2),
+             "text": dict(vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=4,
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                          rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1e4})}
+    monkeypatch.setitem(archs.ARCHS, "qwen2-vl-7b", functools.partial(archs.qwen2_vl_7b, sizes=small,
+                                                                      image_size=(5 * 28, 4 * 28)))
+    assert main(["bench", "e2e", "--arch", "qwen2-vl-7b", "--devices", "cpu", "--dtype", "float32",
+                 "--strategies", "vlm_pruner,downsample", "--budgets", "6", "--repeats", "1", "--warmup", "0",
+                 "--out", str(tmp_path)]) == 0
+    rows = json.loads(next(tmp_path.glob("e2e_*.json")).read_text())["rows"]
+    assert rows[0]["strategy"] == "vanilla" and rows[0]["budget"] == 20  # 4 x 5 merged patches
+    assert [r["strategy"] for r in rows[1:]] == ["limit", "vlm_pruner", "downsample"]
+    assert all(r["prefill_ms"] > 0 and r["flops_speedup"] > 1 for r in rows[1:])

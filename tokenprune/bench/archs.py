@@ -10,18 +10,19 @@ import tempfile
 import torch
 
 WORDS = "what is in this image describe the picture how many are there USER ASSISTANT : ? . yes no".split()
+QWEN_MEDIA = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
 
 
-def _tokenizer():
+def _tokenizer(media=("<image>",)):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {w: i for i, w in enumerate(["<pad>", "<s>", "</s>", "<unk>", "<image>"] + WORDS)}
+    vocab = {w: i for i, w in enumerate(["<pad>", "<s>", "</s>", "<unk>", *media] + WORDS)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
                                    unk_token="<unk>", padding_side="left")
-    fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    fast.add_special_tokens({"additional_special_tokens": list(media)})
     return fast
 
 
@@ -41,7 +42,7 @@ def llava_15_7b(dtype=torch.bfloat16, device="cuda", attn_implementation="sdpa")
                          vision_feature_layer=-2, vision_feature_select_strategy="default", pad_token_id=0)
     config._attn_implementation = attn_implementation
     with torch.device(device):
-        model = LlavaForConditionalGeneration._from_config(config, torch_dtype=dtype).eval()
+        model = LlavaForConditionalGeneration._from_config(config, dtype=dtype).eval()
     processor = LlavaProcessor(
         image_processor=LlavaImageProcessorPil(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336}),
         tokenizer=tok, patch_size=14, vision_feature_select_strategy="default", num_additional_image_tokens=1,
@@ -53,4 +54,45 @@ def llava_15_7b(dtype=torch.bfloat16, device="cuda", attn_implementation="sdpa")
     return LlavaAdapter(model, LlavaAdapter.load_processor(path), checkpoint="random:llava-1.5-7b")
 
 
-ARCHS = {"llava-1.5-7b": llava_15_7b}
+QWEN2_VL_7B = {  # Qwen/Qwen2-VL-7B-Instruct config.json
+    "vision": dict(depth=32, embed_dim=1280, hidden_size=3584, num_heads=16, mlp_ratio=4, patch_size=14,
+                   spatial_merge_size=2, temporal_patch_size=2),
+    "text": dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                 num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=32768,
+                 rope_parameters={"rope_type": "default", "mrope_section": [16, 24, 24], "rope_theta": 1000000.0}),
+}
+QWEN_BENCH_IMAGE = (1120, 896)  # width x height: a 40 x 32 grid of merged patches = 1280 visual tokens
+
+
+def qwen2_vl_7b(dtype=torch.bfloat16, device="cuda", attn_implementation="sdpa", sizes=QWEN2_VL_7B,
+                image_size=QWEN_BENCH_IMAGE):
+    """A random-weight Qwen2-VL-7B (``sizes``: the config dimensions; tests pass smaller ones)."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from ..models.qwen_inputs import QwenProcessor
+    from ..models.qwen_vl import Qwen2VLAdapter
+
+    tok = _tokenizer(QWEN_MEDIA)
+    ids = {f"{k}_token_id": tok.convert_tokens_to_ids(t) for k, t in
+           (("vision_start", "<|vision_start|>"), ("vision_end", "<|vision_end|>"), ("image", "<|image_pad|>"),
+            ("video", "<|video_pad|>"))}
+    config = Qwen2VLConfig(vision_config=dict(sizes["vision"]), text_config=dict(sizes["text"]), **ids)
+    config._attn_implementation = attn_implementation
+    with torch.device(device):
+        model = Qwen2VLForConditionalGeneration._from_config(config, dtype=dtype).eval()
+    factor = sizes["vision"]["patch_size"] * sizes["vision"]["spatial_merge_size"]
+    image_processor = Qwen2VLImageProcessorPil(patch_size=sizes["vision"]["patch_size"],
+                                               merge_size=sizes["vision"]["spatial_merge_size"],
+                                               temporal_patch_size=sizes["vision"]["temporal_patch_size"],
+                                               min_pixels=4 * factor * factor, max_pixels=16384 * factor * factor)
+    chat = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for c in m['content'] %}"
+            "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ c['text'] }}"
+            "{% endif %}{% endfor %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+            "{% endif %}")
+    vlm = Qwen2VLAdapter(model, QwenProcessor(tok, image_processor, chat), checkpoint="random:qwen2-vl-7b")
+    vlm.bench_image_size = image_size
+    return vlm
+
+
+ARCHS = {"llava-1.5-7b": llava_15_7b, "qwen2-vl-7b": qwen2_vl_7b}

@@ -79,8 +79,11 @@ def run(arch="zoo:shapes-llava-144", strategies=None, budgets=None, devices=None
     device = (devices or (["cuda"] if torch.cuda.is_available() else ["cpu"]))[-1]
     dtype = dtype or ("bfloat16" if device.startswith("cuda") else "float32")
     vlm = _load(arch, device, dtype)
-    side = vlm.model.config.vision_config.image_size
-    sample = Sample(id="bench", prompt=PROMPT, references="", images=[Image.new("RGB", (side, side), (90, 140, 200))])
+    size = getattr(vlm, "bench_image_size", None)  # dynamic-resolution archs name their image size
+    if size is None:
+        side = vlm.model.config.vision_config.image_size
+        size = (side, side)
+    sample = Sample(id="bench", prompt=PROMPT, references="", images=[Image.new("RGB", size, (90, 140, 200))])
     inputs = vlm.build_inputs([sample])
     n_total = int(inputs["input_ids"].shape[1])
     n_visual = vlm.count_visual(inputs["input_ids"][0])
