@@ -76,3 +76,17 @@ def test_e2e_on_the_qwen2_vl_arch_code_path(tmp_path, monkeypatch):
     assert rows[0]["strategy"] == "vanilla" and rows[0]["budget"] == 20  # 4 x 5 merged patches
     assert [r["strategy"] for r in rows[1:]] == ["limit", "vlm_pruner", "downsample"]
     assert all(r["prefill_ms"] > 0 and r["flops_speedup"] > 1 for r in rows[1:])
+
+
+def test_e2e_fits_a_deep_default_layer_into_a_small_model(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import tiny_models
+
+    ckpt = tiny_models.llava(layers=4).checkpoint
+    assert main(["bench", "e2e", "--arch", ckpt, "--strategies", "saint", "--budgets", "9", "--repeats", "1",
+                 "--warmup", "0", "--out", str(tmp_path)]) == 0
+    rows = json.loads(next(tmp_path.glob("e2e_*.json")).read_text())["rows"]
+    assert rows[-1]["strategy"] == "saint" and rows[-1]["layer"] == 2  # default K = 8 > 3

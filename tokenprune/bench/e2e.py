@@ -33,6 +33,16 @@ class ZeroCostLimit(Strategy):
         return Selection(keep=torch.arange(budget, device=coords.device).expand(ctx.batch_size, budget).clone())
 
 
+def _fitted(strategy, n_layers: int):
+    """A strategy whose default layer K lies beyond a small model's LLM prunes at K = 2 (as the
+    limit does), like the default sweep sets SAINT on the bundled 4-layer model; rows record K."""
+    if strategy.stage == "llm" and strategy.prune_layer >= n_layers:
+        from .. import get_strategy
+
+        return get_strategy(strategy.name, **{**strategy.cfg.as_dict(), "layer": min(2, n_layers - 1)})
+    return strategy
+
+
 def _load(arch: str, device: str, dtype):
     from ..runner.execute import resolve_checkpoint
 
@@ -94,9 +104,10 @@ def run(arch="zoo:shapes-llava-144", strategies=None, budgets=None, devices=None
     rows = [{**common, "strategy": "vanilla", "budget": n_visual, **base, "speedup": 1.0, "flops_speedup": 1.0,
              "speedup_vs_flops_limit": 1.0}]
     names = strategies or [n for n in list_strategies() if n != "vanilla"]
+    n_layers = len(vlm.decoder_layers)
     for budget in budgets or [max(1, round(n_visual * r)) for r in (1 / 3, 2 / 9, 1 / 9)]:
         for name in ["limit", *names]:
-            strategy = ZeroCostLimit() if name == "limit" else get_strategy(name)
+            strategy = ZeroCostLimit() if name == "limit" else _fitted(get_strategy(name), n_layers)
             layer = strategy.prune_layer if strategy.stage == "llm" else 0
             alive = flops.alive_per_layer(shape, n_total, n_visual, budget, layer)
             with apply(vlm, strategy, budget=budget) as handle:
@@ -105,6 +116,6 @@ def run(arch="zoo:shapes-llava-144", strategies=None, budgets=None, devices=None
                 m = _measure(vlm, staged, repeats, warmup, new_tokens, handle)
             speedup = base["prefill_ms"] / m["prefill_ms"]
             flops_speedup = full_flops / flops.prefill_flops(shape, alive)
-            rows.append({**common, "strategy": name, "budget": budget, **m, "speedup": speedup,
+            rows.append({**common, "strategy": name, "budget": budget, "layer": layer, **m, "speedup": speedup,
                          "flops_speedup": flops_speedup, "speedup_vs_flops_limit": speedup / flops_speedup})
     return rows
