@@ -9,7 +9,7 @@ from tokenprune import registry
 from tokenprune.benchmarks.shapes import Shapes, chance, eval_split, normalize
 from tokenprune.benchmarks.shapes_render import FONT, render
 from tokenprune.benchmarks.shapes_scene import (
-    ANSWERS, COLORS, PLURALS, TYPES, sample_scene, scene_with_question,
+    ANSWERS, COLORS, PLURALS, REGIONS, TYPES, sample_scene, scene_with_question,
 )
 
 
@@ -18,9 +18,9 @@ def oracle(scene, question: str) -> str:
     words = question.rstrip(" ?").split()
     at = {it.region: it for it in scene.items}
     if words[:2] == ["is", "there"]:
-        return "yes" if any((it.color, it.shape) == (words[3], words[4]) for it in scene.items) else "no"
+        return "yes" if any(words[3] in (it.color, it.shape) for it in scene.items) else "no"
     if words[:2] == ["what", "color"] or words[:2] == ["what", "shape"] or words[:2] == ["what", "digit"]:
-        item = at[" ".join(words[-2:])]
+        item = at[words[-1]]
         return {"color": item.color, "shape": item.shape, "digit": item.digit}[words[1]]
     if words[:2] == ["how", "many"]:
         if words[2] in COLORS:
@@ -28,11 +28,33 @@ def oracle(scene, question: str) -> str:
         shape = next(s for s, p in PLURALS.items() if p == words[2])
         return str(sum(it.shape == shape for it in scene.items))
     assert words[:2] == ["is", "the"]
-    a = next(it for it in scene.items if (it.color, it.shape) == (words[2], words[3]))
-    b = next(it for it in scene.items if (it.color, it.shape) == (words[-2], words[-1]))
-    rel = " ".join(words[4:-3])
+    a, b = related(scene, words)
+    second = len(words) - 1 - words[::-1].index("the")
+    rel = " ".join(w for w in words[3:second] if w != "shape")
     holds = {"left of": a.col < b.col, "right of": a.col > b.col, "above": a.row < b.row, "below": a.row > b.row}
     return "yes" if holds[rel] else "no"
+
+
+def related(scene, words):
+    """The two shapes a relation question names by their one attribute (``circle``, ``red shape``)."""
+    second = len(words) - 1 - words[::-1].index("the")
+    out = []
+    for word in (words[2], words[second + 1]):
+        (item,) = [it for it in scene.items if word in (it.color, it.shape)]  # the name singles it out
+        out.append(item)
+    return out
+
+
+def evidence_cells(scene, qa) -> set[int]:
+    """The cells an answer rests on: the named cell, the two related items, or every matching item."""
+    words = qa.question.rstrip(" ?").split()
+    if qa.type in ("color", "shape", "ocr"):
+        return {REGIONS.index(words[-1])}
+    if qa.type == "relation":
+        return {it.cell for it in related(scene, words)}
+    if qa.type == "exist":
+        return {it.cell for it in scene.items if words[3] in (it.color, it.shape)}
+    return {it.cell for it in scene.items if words[2] in (it.color, PLURALS.get(it.shape))}
 
 
 def test_registered_with_a_valid_contract():
@@ -54,6 +76,7 @@ def test_split_is_fixed_balanced_and_true_to_its_scenes():
         assert max(answers.values()) - min(answers.values()) <= 1  # no answer prior to exploit
     for scene, qa in split:
         assert oracle(scene, qa.question) == qa.answer, qa
+        assert set(qa.cells) == evidence_cells(scene, qa), qa
         cells = [it.cell for it in scene.items]
         assert len(cells) == len(set(cells)) and 3 <= len(cells) <= 7
 
@@ -63,9 +86,9 @@ def test_relation_questions_name_unique_objects_in_decisive_cells():
         if qa.type != "relation":
             continue
         words = qa.question.rstrip(" ?").split()
-        named = [(words[2], words[3]), (words[-2], words[-1])]
-        for name in named:
-            assert sum((it.color, it.shape) == name for it in scene.items) == 1
+        a, b = related(scene, words)  # each name fits exactly one item
+        assert a is not b and (a.cell, b.cell) == qa.cells
+        assert (a.row != b.row) if ("above" in words or "below" in words) else (a.col != b.col)
 
 
 def test_items_stay_inside_their_cell():

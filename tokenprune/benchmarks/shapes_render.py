@@ -47,7 +47,7 @@ def render(scene: Scene, size: int = 96) -> Image.Image:
         if item.digit is not None:
             _digit(draw, item, size)
         else:
-            _shape(draw, item, size)
+            _shape(draw, item, size, RGB[item.color])
     noise = np.random.default_rng(scene.bg).normal(0.0, 6.0, (size, size, 3))
     pixels = np.asarray(img, dtype=np.float64) + noise
     return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
@@ -75,9 +75,20 @@ def _clutter(draw: ImageDraw.ImageDraw, rng: random.Random, size: int):
         draw.ellipse((x - r, y - r, x + r, y + r), fill=(g, g, g))
 
 
-def _shape(draw: ImageDraw.ImageDraw, item: Item, size: int):
+def item_mask(item: Item, size: int) -> np.ndarray:
+    """[size, size] bool: the pixels ``item`` paints (its tag, for a digit)."""
+    img = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(img)
+    if item.digit is not None:
+        x0, y0, w, h = _tag_box(item, size)
+        draw.rectangle((x0, y0, x0 + w - 1, y0 + h - 1), fill=255)
+    else:
+        _shape(draw, item, size, 255)
+    return np.asarray(img) > 0
+
+
+def _shape(draw: ImageDraw.ImageDraw, item: Item, size: int, fill):
     cx, cy, h = item.x * size, item.y * size, item.size * size / 2
-    fill = RGB[item.color]
     if item.shape == "circle":
         draw.ellipse((cx - h, cy - h, cx + h, cy + h), fill=fill)
     elif item.shape == "square":
@@ -95,11 +106,21 @@ def _shape(draw: ImageDraw.ImageDraw, item: Item, size: int):
         raise ValueError(f"unknown shape {item.shape!r}")
 
 
+def _tag_box(item: Item, size: int) -> tuple[int, int, int, int]:
+    """(x0, y0, width, height) of a digit's tag: the 5x7 glyph plus a one-dot margin."""
+    dot = _dot(size)
+    w, h = 7 * dot, 9 * dot
+    return round(item.x * size - w / 2), round(item.y * size - h / 2), w, h
+
+
+def _dot(size: int) -> int:
+    return max(1, round(size / 32))  # 3 px at 96: strokes a patch of 8 px still resolves
+
+
 def _digit(draw: ImageDraw.ImageDraw, item: Item, size: int):
     """A black 5x7 digit on a white tag; a dot is an integer number of pixels, so it stays crisp."""
-    dot = max(1, round(size / 48))
-    w, h = 7 * dot, 9 * dot  # the glyph plus a one-dot margin
-    x0, y0 = round(item.x * size - w / 2), round(item.y * size - h / 2)
+    dot = _dot(size)
+    x0, y0, w, h = _tag_box(item, size)
     draw.rectangle((x0, y0, x0 + w - 1, y0 + h - 1), fill=(250, 250, 250))
     for r, line in enumerate(FONT[item.digit]):
         for c, bit in enumerate(line):

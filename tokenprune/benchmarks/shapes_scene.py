@@ -18,8 +18,9 @@ SHAPES = ("circle", "square", "triangle", "diamond", "cross")
 PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles", "diamond": "diamonds",
            "cross": "crosses"}
 DIGITS = tuple("0123456789")
-ROWS = ("top", "middle", "bottom")
-COLS = ("left", "center", "right")
+# One word per cell of the 3x3 layout, row-major: a region is one token, so a question
+# points at it with a single word (and a model looks it up with a single match).
+REGIONS = ("northwest", "north", "northeast", "west", "center", "east", "southwest", "south", "southeast")
 COUNTS = ("0", "1", "2", "3", "4")
 RELATIONS = ("left of", "right of", "above", "below")
 
@@ -33,8 +34,8 @@ ANSWERS = {  # the answer set of each type; eval questions cycle through it so n
     "relation": ("yes", "no"),
 }
 
-SHAPE_SIZE = (0.14, 0.26)  # side of a shape's bounding box, as a fraction of the image side
-TAG_SIZE = 0.19  # the digit tag's height (bounds the jitter; the renderer draws it a little smaller)
+SHAPE_SIZE = (0.16, 0.28)  # side of a shape's bounding box, as a fraction of the image side
+TAG_SIZE = 0.29  # the digit tag's height (bounds the jitter; the renderer draws it 27 px high at 96 px)
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class Item:
 
     @property
     def region(self) -> str:
-        return f"{ROWS[self.row]} {COLS[self.col]}"
+        return REGIONS[self.cell]
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class QA:
     type: str
     question: str
     answer: str
+    cells: tuple[int, ...] = ()  # the cells whose items the answer rests on (empty for absent things)
 
 
 def _place(rng: random.Random, cell: int, size: float) -> tuple[float, float]:
@@ -113,20 +115,23 @@ def sample_scene(rng: random.Random) -> Scene:
 # (``want=None``: any answer), or None when the scene cannot host that question.
 
 def ask_exist(scene: Scene, rng: random.Random, want: str | None) -> QA | None:
-    present = sorted({(it.color, it.shape) for it in scene.shapes})
+    """POPE-like, over object categories: ``is there a circle ?`` or ``is there a red shape ?``.
+
+    Absent categories come from the scene's own kind of confusion: an absent
+    shape or an absent colour, asked about scenes full of the others.
+    """
     want = want or rng.choice(ANSWERS["exist"])
-    if want == "yes":
-        if not present:
-            return None
-        color, shape = rng.choice(present)
-    else:
-        # POPE's adversarial flavour: the absent pair shares its colour or its shape with the scene
-        colors = {c for c, _ in present}
-        kinds = {s for _, s in present}
-        absent = [(c, s) for c in COLORS for s in SHAPES if (c, s) not in present]
-        near = [(c, s) for c, s in absent if c in colors or s in kinds]
-        color, shape = rng.choice(near or absent)
-    return QA("exist", f"is there a {color} {shape} ?", want)
+    by_shape = rng.random() < 0.5
+    values = SHAPES if by_shape else COLORS
+    present = {it.shape if by_shape else it.color for it in scene.shapes}
+    pool = sorted(present) if want == "yes" else [v for v in values if v not in present]
+    if not pool:
+        return None
+    value = rng.choice(pool)
+    cells = tuple(it.cell for it in scene.shapes if value in (it.shape, it.color))
+    article = "an" if value[0] in "aeiou" else "a"
+    question = f"is there {article} {value} ?" if by_shape else f"is there {article} {value} shape ?"
+    return QA("exist", question, want, cells)
 
 
 def ask_color(scene: Scene, rng: random.Random, want: str | None) -> QA | None:
@@ -134,7 +139,7 @@ def ask_color(scene: Scene, rng: random.Random, want: str | None) -> QA | None:
     if not pool:
         return None
     it = rng.choice(pool)
-    return QA("color", f"what color is at the {it.region} ?", it.color)
+    return QA("color", f"what color is in the {it.region} ?", it.color, (it.cell,))
 
 
 def ask_shape(scene: Scene, rng: random.Random, want: str | None) -> QA | None:
@@ -142,7 +147,7 @@ def ask_shape(scene: Scene, rng: random.Random, want: str | None) -> QA | None:
     if not pool:
         return None
     it = rng.choice(pool)
-    return QA("shape", f"what shape is at the {it.region} ?", it.shape)
+    return QA("shape", f"what shape is in the {it.region} ?", it.shape, (it.cell,))
 
 
 def ask_ocr(scene: Scene, rng: random.Random, want: str | None) -> QA | None:
@@ -150,25 +155,24 @@ def ask_ocr(scene: Scene, rng: random.Random, want: str | None) -> QA | None:
     if not pool:
         return None
     it = rng.choice(pool)
-    return QA("ocr", f"what digit is at the {it.region} ?", it.digit)
+    return QA("ocr", f"what digit is in the {it.region} ?", it.digit, (it.cell,))
 
 
 def ask_count(scene: Scene, rng: random.Random, want: str | None) -> QA | None:
     options = []
     for color in COLORS:
-        n = sum(it.color == color for it in scene.shapes)
-        options.append((f"how many {color} shapes ?", str(n)))
+        cells = tuple(it.cell for it in scene.shapes if it.color == color)
+        options.append((f"how many {color} shapes ?", str(len(cells)), cells))
     for shape in SHAPES:
-        n = sum(it.shape == shape for it in scene.shapes)
-        options.append((f"how many {PLURALS[shape]} ?", str(n)))
-    options = [(q, a) for q, a in options if a in COUNTS]
+        cells = tuple(it.cell for it in scene.shapes if it.shape == shape)
+        options.append((f"how many {PLURALS[shape]} ?", str(len(cells)), cells))
+    options = [o for o in options if o[1] in COUNTS]
     if want is None:  # balance answers rather than questions: absent attributes would make "0" dominate
-        want = rng.choice(sorted({a for _, a in options}))
-    pool = [(q, a) for q, a in options if a == want]
+        want = rng.choice(sorted({o[1] for o in options}))
+    pool = [o for o in options if o[1] == want]
     if not pool:
         return None
-    q, a = rng.choice(pool)
-    return QA("count", q, a)
+    return QA("count", *rng.choice(pool))
 
 
 def _holds(rel: str, a: Item, b: Item) -> bool | None:
@@ -182,21 +186,32 @@ def _holds(rel: str, a: Item, b: Item) -> bool | None:
     return (a.row < b.row) == (rel == "above")
 
 
+def names(scene: Scene) -> dict[str, Item]:
+    """The one-attribute names that single out one shape of the scene: ``circle`` or ``red shape``."""
+    out = {}
+    for it in scene.shapes:
+        if sum(o.shape == it.shape for o in scene.shapes) == 1:
+            out[it.shape] = it
+        if sum(o.color == it.color for o in scene.shapes) == 1:
+            out[f"{it.color} shape"] = it
+    return out
+
+
 def ask_relation(scene: Scene, rng: random.Random, want: str | None) -> QA | None:
-    names = [(it.color, it.shape) for it in scene.shapes]
-    unique = [it for it in scene.shapes if names.count((it.color, it.shape)) == 1]
+    """``is the circle above the red shape ?``: two shapes, each named by an attribute it alone has."""
+    named = sorted(names(scene).items())
     options = []
-    for a in unique:
-        for b in unique:
+    for name_a, a in named:
+        for name_b, b in named:
             for rel in RELATIONS:
                 holds = None if a is b else _holds(rel, a, b)
                 if holds is not None:
-                    options.append((a, rel, b, "yes" if holds else "no"))
-    pool = [o for o in options if want in (None, o[3])]
+                    options.append((name_a, a, rel, name_b, b, "yes" if holds else "no"))
+    pool = [o for o in options if want in (None, o[5])]
     if not pool:
         return None
-    a, rel, b, ans = rng.choice(pool)
-    return QA("relation", f"is the {a.color} {a.shape} {rel} the {b.color} {b.shape} ?", ans)
+    name_a, a, rel, name_b, b, ans = rng.choice(pool)
+    return QA("relation", f"is the {name_a} {rel} the {name_b} ?", ans, (a.cell, b.cell))
 
 
 ASK: dict[str, Callable[[Scene, random.Random, str | None], QA | None]] = {
@@ -222,7 +237,7 @@ def scene_with_question(rng: random.Random, qtype: str, want: str | None = None,
 
 def vocabulary() -> list[str]:
     """Every word a question or an answer of this benchmark can use, sorted."""
-    words = {"is", "there", "a", "what", "color", "the", "shape", "at", "digit", "how", "many",
+    words = {"is", "there", "a", "an", "what", "color", "the", "shape", "in", "digit", "how", "many",
              "shapes", "above", "below", "left", "right", "of", "?"}
-    words.update(COLORS, SHAPES, PLURALS.values(), DIGITS, ROWS, COLS, COUNTS, ("yes", "no"))
+    words.update(COLORS, SHAPES, PLURALS.values(), DIGITS, REGIONS, COUNTS, ("yes", "no"))
     return sorted(words)

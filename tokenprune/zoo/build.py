@@ -89,6 +89,7 @@ def build_config(recipe: Recipe, tokenizer: PreTrainedTokenizerFast) -> LlavaCon
         num_attention_heads=recipe.text_heads,
         num_key_value_heads=recipe.text_kv_heads,
         max_position_embeddings=recipe.max_positions,
+        rope_parameters={"rope_type": "default", "rope_theta": recipe.rope_theta},
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -109,8 +110,8 @@ def build_config(recipe: Recipe, tokenizer: PreTrainedTokenizerFast) -> LlavaCon
 def sincos_2d(grid: int, dim: int) -> torch.Tensor:
     """Fixed 2-D sine-cosine position codes [grid*grid, dim], rows then columns (MAE-style).
 
-    Half the channels encode the row, half the column, so a region such as
-    "top left" is a linearly separable set of codes from the first step on.
+    Half the channels encode the row, half the column, so a cell of the 3x3
+    layout is a linearly separable set of codes from the first step on.
     """
     quarter = dim // 4
     freq = 1.0 / (10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter))
