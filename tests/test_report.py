@@ -43,7 +43,7 @@ def fabricate(run_dir, skip=(), fail=()):
                        "count": len(kept), "kept": kept, "order": kept[::-1], "grid": [1, 6, 6],
                        "prompt_tokens": 50, "timings": {"prefill_s": 0.01 * len(kept), "select_s": 0.001}})
         score = SCORES[cell.strategy] - (0 if cell.budget != 4 else 10) * (cell.strategy != "vanilla")
-        cs.finish({"benchmark_metrics": {"accuracy": score, "per_type": {"parity": score}}, "main_metric": "accuracy",
+        cs.finish({"benchmark_metrics": {"accuracy": score, "type/parity": score}, "main_metric": "accuracy",
                    "tokens": {"kept_mean": len(kept), "n_visual_mean": 36},
                    "flops": {"prefill_flops": 1e9 * (14 + len(kept))},
                    "latency": {"prefill_s_median": 0.01 * len(kept), "select_s_median": 0.001}})
@@ -128,3 +128,19 @@ def test_pareto_front():
 
     pts = pd.DataFrame({"cost": [1, 2, 3, 4], "value": [10, 5, 20, 15]})
     assert pareto_front(pts, "cost", "value")["cost"].tolist() == [1, 3]
+
+
+def test_tables_follow_the_comparison_order_and_show_breakdowns(tmp_path, fake_plugin):
+    run = tmp_path / "run"
+    fabricate(run)
+    main(["report", str(run), "--out", str(tmp_path / "rep")])
+    md = (tmp_path / "rep" / "report.md").read_text()
+    loyalty = md[md.index("### Loyalty"):md.index("### Spatial")]
+    rows = [ln.split(" | ")[1:3] for ln in loyalty.splitlines() if ln.startswith("| m |")]
+    # most retained tokens first, then the grid's strategy order, as in the comparison table
+    assert rows == [["random", "9"], ["random", "9"], ["uniform", "9"], ["uniform", "9"],
+                    ["random", "4"], ["random", "4"], ["uniform", "4"], ["uniform", "4"]]
+    parts = md[md.index("### counting_bench: score per group"):]
+    assert "| model | label | budget_label | score | type/parity |" in parts
+    assert "| m | random | 4 | 40 | 40 |" in parts
+    assert (tmp_path / "rep" / "breakdown_counting_bench.csv").exists()

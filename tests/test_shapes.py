@@ -146,8 +146,9 @@ def test_scoring_normalises_one_word_answers():
         pred = s.references if i % 2 == 0 else "banana"
         records.append({"id": s.id, "prediction": pred, "score": bench.score(s, pred), "meta": s.meta})
     metrics = bench.aggregate(records)
-    assert metrics["accuracy"] == pytest.approx(0.5) and metrics["n"] == 6
-    assert {f"accuracy_{t}" for t in TYPES} <= set(metrics)
+    assert metrics["accuracy"] == pytest.approx(50.0) and metrics["n"] == 6
+    assert {f"type/{t}" for t in TYPES} <= set(metrics)
+    assert all(metrics[f"type/{s.meta['type']}"] == (100.0 if i % 2 == 0 else 0.0) for i, s in enumerate(samples))
     assert bench.main_metric in metrics
     assert chance("ocr") == pytest.approx(0.1) and chance("exist") == 0.5
 

@@ -16,6 +16,7 @@ from typing import Iterator
 
 from ..params import Param
 from .base import Benchmark, Sample
+from .scoring.aggregate import accuracy_with_breakdowns
 from .shapes_render import render
 from .shapes_scene import ANSWERS, TYPES, QA, Scene, scene_with_question
 
@@ -92,14 +93,10 @@ class Shapes(Benchmark):
         return {"correct": float(normalize(prediction) == sample.references)}
 
     def aggregate(self, records: list[dict]) -> dict[str, float]:
+        # percentages and `type/<t>` breakdowns, as every other benchmark reports them
         if not records:
             return {"accuracy": float("nan"), "n": 0}
-        metrics = {"accuracy": sum(r["score"]["correct"] for r in records) / len(records), "n": len(records)}
-        for t in TYPES:
-            mine = [r["score"]["correct"] for r in records if r["meta"]["type"] == t]
-            if mine:
-                metrics[f"accuracy_{t}"] = sum(mine) / len(mine)
-        return metrics
+        return {**accuracy_with_breakdowns(records, "type"), "n": len(records)}
 
     def source(self) -> dict:
         return {"dataset": "tokenprune.benchmarks.shapes (synthetic, rendered offline)", "split": "eval",

@@ -107,7 +107,7 @@ def write_report(run_dir, out=None) -> Path:
         ("Accuracy vs measured prefill latency (Pareto front)",
          plots.pareto(df, "latency.prefill_s_median", "prefill / TTFT, median (s)")),
         ("Selection overhead", plots.selection_overhead(df)),
-        ("Accuracy per question type", plots.per_type(df)),
+        ("Score per group, fewest tokens", plots.per_type(df)),
     ]
     for title, data in figures:
         if data is None:
@@ -128,10 +128,20 @@ def write_report(run_dir, out=None) -> Path:
             sections_md.append(f"{title}\n\n![{title}]({fname})\n")
             sections_html += [f"<p>{html.escape(title)}</p>", _img(data)]
 
+    for bench in sorted(df["benchmark"].dropna().unique()):
+        parts = tables.breakdown_table(df, bench, label_order)
+        if parts.empty:
+            continue
+        md = _df_markdown(parts)
+        title = f"{bench}: score per group"
+        sections_md += [f"### {title}\n", md]
+        sections_html += [f"<h3>{html.escape(title)}</h3>", _md_table_to_html(md)]
+        parts.to_csv(out / f"breakdown_{_slug(bench)}.csv", index=False)
+
     loyal_cols = ["model", "label", "budget_label", "benchmark", "score", "loyalty", "hard_accuracy", "hard_samples"]
     loyal_df = df[(df["status"] == "done") & (df["strategy"] != "vanilla")]
     if "loyalty" in loyal_df and loyal_df["loyalty"].notna().any():
-        md = _df_markdown(loyal_df[loyal_cols])
+        md = _df_markdown(tables.in_table_order(loyal_df, label_order)[loyal_cols])
         text = ("Loyalty: % of samples answered as the unpruned model answered them. Hard subset: accuracy on "
                 "the samples the `pool` baseline at the same budget gets wrong (where strategies differ).\n\n")
         sections_md += ["### Loyalty and the hard subset\n", text + md]
@@ -139,7 +149,8 @@ def write_report(run_dir, out=None) -> Path:
 
     diag_cols = ["model", "label", "budget_label", "benchmark", "diagnostics.edge_tokens",
                  "diagnostics.nn_distance", "diagnostics.redundancy"]
-    diag_df = df[(df["status"] == "done") & df["diagnostics.edge_tokens"].notna()][diag_cols]
+    diag_df = tables.in_table_order(df[(df["status"] == "done") & df["diagnostics.edge_tokens"].notna()],
+                                    label_order)[diag_cols]
     if not diag_df.empty:
         md = _df_markdown(diag_df.rename(columns=lambda c: c.replace("diagnostics.", "")))
         sections_md += ["### Spatial diagnostics (mean over samples)\n", md]

@@ -103,14 +103,20 @@ def selection_overhead(df: pd.DataFrame) -> bytes | None:
 
 
 def per_type(df: pd.DataFrame) -> bytes | None:
-    """Accuracy per question type for benchmarks that report `per_type` breakdowns."""
+    """Score per breakdown group (``benchmark_metrics.field/group`` columns, e.g. shapes' ``type/count``)
+    at the smallest budget, where strategies differ most."""
     d = _done(df)
-    type_cols = [c for c in d.columns if c.startswith("benchmark_metrics.per_type.")]
+    type_cols = [c for c in d.columns if c.startswith("benchmark_metrics.") and "/" in c and d[c].notna().any()]
     if not type_cols:
         return None
+    pruned = d[d["strategy"] != "vanilla"]
+    if not pruned.empty and "tokens.kept_mean" in pruned:
+        fewest = pruned.groupby("budget_label")["tokens.kept_mean"].mean().idxmin()
+        d = pd.concat([d[d["strategy"] == "vanilla"], pruned[pruned["budget_label"] == fewest]])
     long = d.melt(id_vars=["model", "label", "budget_label", "benchmark"], value_vars=type_cols,
-                  var_name="type", value_name="accuracy").dropna(subset=["accuracy"])
-    long["type"] = long["type"].str.replace("benchmark_metrics.per_type.", "", regex=False)
-    grid = sns.catplot(data=long, x="accuracy", y="type", hue="label", col="budget_label", row="model", kind="bar",
-                       height=3.4, aspect=1.1, errorbar=None)
+                  var_name="group", value_name="group_score").dropna(subset=["group_score"])
+    long["group"] = long["group"].str.replace("benchmark_metrics.", "", regex=False)
+    grid = sns.catplot(data=long, x="group_score", y="group", hue="label", col="benchmark", row="model", kind="bar",
+                       height=3.4 + 0.15 * long["group"].nunique(), aspect=1.1, errorbar=None, sharey=False)
+    grid.set_axis_labels("score", "")
     return png(grid.figure)

@@ -100,3 +100,41 @@ def to_markdown(table: pd.DataFrame) -> str:
                 cells.append(f"**{text}**" if (i, col) in best else text)
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def in_table_order(df: pd.DataFrame, label_order: list[str] | None = None) -> pd.DataFrame:
+    """Rows ordered as the comparison table orders them: model, most retained tokens first, the grid's
+    strategy order, benchmark."""
+    if df.empty:
+        return df
+    rank = {label: i for i, label in enumerate(label_order or [])}
+    kept = df.get("tokens.kept_mean", pd.Series(float("nan"), index=df.index)).astype(float)
+    key = pd.DataFrame({
+        "model": df["model"].astype(str),
+        "vanilla": df["strategy"] != "vanilla",
+        "kept": -kept.groupby([df["model"], df["budget_label"]]).transform("mean").fillna(-1.0),
+        "label": [rank.get(lab, len(rank)) for lab in df["label"]],
+        "name": df["label"].astype(str),
+        "benchmark": df["benchmark"].astype(str),
+    }, index=df.index)
+    return df.loc[key.sort_values(list(key.columns), kind="stable").index]
+
+
+def breakdown_columns(df: pd.DataFrame, benchmark: str) -> list[str]:
+    """The ``field/group`` breakdowns a benchmark reported (benchmarks name them so: ``type/count``),
+    present in at least one finished cell of that benchmark."""
+    done = df[(df["benchmark"] == benchmark) & (df["status"] == "done")]
+    return [c for c in df.columns if c.startswith("benchmark_metrics.") and "/" in c and done[c].notna().any()]
+
+
+def breakdown_table(df: pd.DataFrame, benchmark: str, label_order: list[str] | None = None) -> pd.DataFrame:
+    """One row per finished cell of ``benchmark`` (seeds averaged): its score per breakdown group."""
+    cols = breakdown_columns(df, benchmark)
+    done = df[(df["benchmark"] == benchmark) & (df["status"] == "done")]
+    if not cols or done.empty:
+        return pd.DataFrame()
+    keys = ["model", "label", "budget_label", "strategy", "benchmark"]
+    means = done[keys + ["score", "tokens.kept_mean"] + cols].groupby(keys, sort=False, dropna=False).mean().reset_index()
+    table = in_table_order(means, label_order)
+    return table[["model", "label", "budget_label", "score"] + cols].rename(
+        columns=lambda c: c.removeprefix("benchmark_metrics."))
