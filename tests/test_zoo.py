@@ -158,7 +158,7 @@ def test_speaker_asks_each_patch_for_the_words_of_what_it_shows(processor):
 
     def said(rows):  # each patch states the sum of the embeddings of the given words
         speaker.visual = 400 * torch.stack([sum(emb[ids(w)] for w in words) for words in rows])[None]
-        return float(speaker.loss(labels))
+        return speaker.loss(labels).item()
 
     def words(i, shift=0):
         c, s, d = (labels[0, i, :3] - 1).tolist()
