@@ -10,6 +10,8 @@ import torch
 
 from tokenprune import Param, ParamError, Selection, Strategy, StrategyInputError, hookimpl
 
+from ._selection_ops import symmetric_gram
+
 #: Floor under a gain before its square root, for rank-exhausted rows only (their update is discarded);
 #: a live pick's gain is above its noise floor, so its arithmetic is the official one.
 MIN_GAIN = 1e-30
@@ -165,9 +167,12 @@ def relevance_to_quality(relevance: torch.Tensor, theta: float | None) -> torch.
 
 
 def cosine_similarity_matrix(features: torch.Tensor) -> torch.Tensor:
-    """[B, N, N] cosine similarities of the rows of ``features`` [B, N, D], in at least float32."""
-    unit = _unit_rows(features)
-    return unit @ unit.transpose(1, 2)
+    """[B, N, N] cosine similarities of the rows of ``features`` [B, N, D], in at least float32.
+
+    Per sample, and only the upper block triangle of the product (mirrored): about half the
+    multiply-adds of ``unit @ unit.mT``, same values.
+    """
+    return torch.cat([symmetric_gram(_unit_rows(features[b:b + 1])) for b in range(features.shape[0])])
 
 
 def dpp_greedy_map(similarity: torch.Tensor, quality: torch.Tensor, budget: int) -> torch.Tensor:

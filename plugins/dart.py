@@ -158,9 +158,20 @@ def pick_text_pivots(text_keys: torch.Tensor, text_mask: torch.Tensor, count: in
 
 
 def pivot_similarity(ctx, image_pivots: torch.Tensor, text_pivots: torch.Tensor) -> torch.Tensor:
-    """Cosine [B, P, N] between every pivot's final-normed hidden state and every image token's."""
-    image = unit_rows(ctx.final_norm(ctx.hidden))
-    text = unit_rows(ctx.final_norm(rows_at(ctx.text_hidden, text_pivots)))  # the norm is per token
+    """Cosine [B, P, N] between every pivot's final-normed hidden state and every image token's.
+
+    One sample at a time: the norm and the normalisation each pass over [N, D] states, and a
+    sample's (9 MB at LLaVA-7B sizes) stays in cache where a batch's does not. Every step is
+    per token, so the result is identical to the batched computation.
+    """
+    return torch.cat([_pivot_similarity_one(ctx.final_norm, ctx.hidden[b:b + 1], ctx.text_hidden[b:b + 1],
+                                            image_pivots[b:b + 1], text_pivots[b:b + 1])
+                      for b in range(image_pivots.shape[0])])
+
+
+def _pivot_similarity_one(final_norm, hidden, text_hidden, image_pivots, text_pivots) -> torch.Tensor:
+    image = unit_rows(final_norm(hidden))
+    text = unit_rows(final_norm(rows_at(text_hidden, text_pivots)))  # the norm is per token
     pivots = torch.cat([rows_at(image, image_pivots), text], dim=1)
     return pivots @ image.mT
 

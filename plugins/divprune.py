@@ -68,8 +68,11 @@ class DivPrune(Strategy):
 
 
 def cosine_distance(features: torch.Tensor) -> torch.Tensor:
-    """1 - cosine similarity between all pairs of rows: [B, N, d] -> [B, N, N] (symmetric)."""
-    return 1.0 - symmetric_gram(unit_rows(features))
+    """1 - cosine similarity between all pairs of rows: [B, N, d] -> [B, N, N] (symmetric).
+
+    One sample at a time, so each sample's normalised rows are still in cache for its Gram product.
+    """
+    return torch.cat([1.0 - symmetric_gram(unit_rows(features[b:b + 1])) for b in range(features.shape[0])])
 
 
 def greedy_max_min(distance: torch.Tensor, count: int, *, exclude_picked: bool) -> torch.Tensor:

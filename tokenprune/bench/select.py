@@ -2,6 +2,7 @@
 
 Shapes: LLaVA-1.5-7B (N = 576 on 24x24, keys and hidden 4096-d, budgets 64/128/192)
 and Qwen2-VL-7B (N = 1280 on 32x40, keys 512-d (4 KV heads x 128), hidden 3584, budget 142).
+Keys come with heads concatenated and ctx.extras["head_dim"] = 128, as the engine gives them.
 Median and p90 after warm-up, batch 1 and 8, on CPU and CUDA where present.
 """
 from __future__ import annotations
@@ -16,8 +17,8 @@ from ..timing import percentile, synchronize
 from ..testing.inputs import make_inputs
 
 SHAPES = {
-    "llava-1.5-7b": {"h": 24, "w": 24, "dk": 4096, "d": 4096, "budgets": (64, 128, 192)},
-    "qwen2-vl-7b": {"h": 32, "w": 40, "dk": 512, "d": 3584, "budgets": (142,)},
+    "llava-1.5-7b": {"h": 24, "w": 24, "dk": 4096, "d": 4096, "head_dim": 128, "budgets": (64, 128, 192)},
+    "qwen2-vl-7b": {"h": 32, "w": 40, "dk": 512, "d": 3584, "head_dim": 128, "budgets": (142,)},
 }
 
 
@@ -35,6 +36,8 @@ def time_select(strategy, shape: dict, budget: int, batch: int, device: str, dty
         setattr(ctx, name, _to(getattr(ctx, name), device, dtype))
     if ctx.final_norm is not None:
         ctx.final_norm = ctx.final_norm.to(device=device, dtype=dtype)
+    if shape.get("head_dim"):  # the engine fills it from the model config (saint averages heads)
+        ctx.extras["head_dim"] = shape["head_dim"]
     seeds = [g.initial_seed() for g in ctx.generator]
     times = []
     for i in range(warmup + repeats):
