@@ -148,6 +148,36 @@ def test_records_timings_and_info(eager):
     assert handle.records == []
 
 
+def test_diagnostics_are_computed_after_the_prefill_on_the_prune_point_states(eager):
+    from tokenprune import diagnostics
+
+    vlm, K = eager, 2
+    inputs = _inputs(vlm)
+    seen = {}
+    # registered before apply(), so it sees layer K's input before the engine prunes it
+
+    def capture(module, args, kwargs):
+        seen.setdefault("hidden", (args[0] if args else kwargs["hidden_states"]).clone())
+
+    probe = vlm.decoder_layers[K].register_forward_pre_hook(capture, with_kwargs=True)
+    try:
+        with tokenprune.apply(vlm, "fastv", budget=6) as handle:
+            with torch.inference_mode():
+                vlm.model(**inputs)
+            assert len(handle._pending_diagnostics) == 2  # nothing computed inside the forward
+            records = handle.records
+            assert not handle._pending_diagnostics
+    finally:
+        probe.remove()
+    image = inputs["input_ids"] == vlm.image_token_id
+    for rec in records:
+        b, kept = rec["sample"], torch.tensor(rec["kept"])
+        features = seen["hidden"][rec["sample"], image[b].nonzero().flatten()]
+        coords = torch.stack(torch.meshgrid(torch.arange(6), torch.arange(6), indexing="ij"), -1).reshape(-1, 2)
+        assert rec["diagnostics"]["redundancy"] == pytest.approx(diagnostics.redundancy(features, kept), abs=1e-6)
+        assert rec["diagnostics"]["edge_tokens"] == diagnostics.edge_token_count(coords, kept)
+
+
 def test_keep_ratio_rounds_and_budget_clamps(eager):
     vlm = eager
     inputs = _inputs(vlm)

@@ -21,7 +21,7 @@ from ..errors import TokenpruneError
 from . import layout as lay
 from . import positions as pos_ops
 from . import transform
-from .prefill import KNOWN_EXTRAS, Prefill, Sources
+from .prefill import KNOWN_EXTRAS, Prefill, Sources, finish_diagnostics
 from .probe import AttentionProbe
 from .resize import ResizePlan
 
@@ -83,7 +83,8 @@ class PruneHandle:
         self.resizes = strategy.stage == "input"  # the image is resized, then select runs as pre_llm
         self.stage = "pre_llm" if self.resizes else strategy.stage
         self.layer = strategy.prune_layer
-        self.records: list[dict] = []
+        self._records: list[dict] = []
+        self._pending_diagnostics: list = []
         self._hooks = []
         self._probe = None
         self._pass: _Pass | None = None
@@ -114,8 +115,16 @@ class PruneHandle:
     def active(self) -> bool:
         return not self._removed
 
+    @property
+    def records(self) -> list[dict]:
+        """One dict per sample per prefill; reading them computes any pending diagnostics."""
+        if self._pending_diagnostics:
+            finish_diagnostics(self._pending_diagnostics)
+        return self._records
+
     def clear(self):
-        self.records.clear()
+        self._records.clear()
+        self._pending_diagnostics.clear()
 
     def remove(self):
         """Detach every hook and the probe; the model is exactly as before apply()."""
@@ -272,7 +281,7 @@ class PruneHandle:
         prefill = Prefill(visuals=visuals, input_ids=ids, padding=padding, seed=self.seed)
         self._prefills += 1
         if not prefill.has_visual:
-            self.records.extend(self._text_only_records(prefill))
+            self._records.extend(self._text_only_records(prefill))
             return
         self._pass = _Pass(prefill)
         if self._probe is not None:
@@ -307,7 +316,8 @@ class PruneHandle:
         per_sample_vision = self._vision_s / p.prefill.B
         for rec in outcome.records:
             rec.update(prefill=self._prefills, vision_s=per_sample_vision, batch_size=p.prefill.B)
-        self.records.extend(outcome.records)
+        self._records.extend(outcome.records)
+        self._pending_diagnostics.extend(outcome.pending_diagnostics)
         if self.positions == "reindex":
             full = p.lm_positions
             if full is None:

@@ -41,6 +41,7 @@ class Outcome:
     replace_rows: list = field(default_factory=list)  # per sample: [n, D] replacement rows (or None)
     records: list = field(default_factory=list)
     kept_visual: list = field(default_factory=list)  # per sample: LongTensor of kept indices into its N
+    pending_diagnostics: list = field(default_factory=list)  # (record, coords, kept, kept features) per sample
 
 
 def _sync(device):
@@ -141,7 +142,7 @@ class Prefill:
             else:
                 outcome.replace_slots.append(None)
                 outcome.replace_rows.append(None)
-            outcome.records.append({
+            record = {
                 "sample": b,
                 "n_visual": v.n,
                 "kept": kept[b].tolist(),
@@ -150,21 +151,26 @@ class Prefill:
                 "select_s": select_s[b],
                 "grid": list(v.grid) if v.n else None,
                 "info": {k: val for k, val in info_rows[b].items() if k != "counts"},
-                "diagnostics": self._diagnose(engine, sources, b, kept[b]) if v.n else None,
-            })
+                "diagnostics": None,
+            }
+            outcome.records.append(record)
+            if v.n:
+                outcome.pending_diagnostics.append(
+                    (record, v.coords, kept[b], self._kept_features(engine, sources, b, kept[b])))
         return outcome
 
-    def _diagnose(self, engine, sources: Sources, b: int, kept: torch.Tensor) -> dict | None:
-        """Spatial spread and feature redundancy of the kept set (tokenprune.diagnostics), on the prune-point states."""
-        from .. import diagnostics
+    def _kept_features(self, engine, sources: Sources, b: int, kept: torch.Tensor) -> torch.Tensor | None:
+        """The prune-point states of the kept visual tokens, for the redundancy diagnostic.
 
+        Only gathered here (no copy to the host, no device sync): the diagnostics are computed
+        when the records are read, outside the timed prefill (see finish_diagnostics).
+        """
         states = sources.hidden if engine.stage == "llm" else sources.embeds
-        v = self.visuals[b]
-        features = None if states is None else states[b, v.positions.to(states.device)]
-        try:
-            return diagnostics.diagnose(v.coords, kept.cpu(), None if features is None else features.cpu())
-        except Exception:  # diagnostics are a by-product; never fail a run over them
+        if states is None:
             return None
+        rows = self.visuals[b].positions.to(states.device)[kept.to(states.device)]
+        return states[b, rows]
+
 
     def _device(self, sources: Sources):
         for t in (sources.hidden, sources.embeds, sources.keys):
@@ -236,3 +242,19 @@ def split_info(info: dict, g: int, size: int) -> dict:
         elif isinstance(v, (list, tuple)):
             out[k] = [x.tolist() if isinstance(x, torch.Tensor) else x for x in v]
     return out
+
+
+def finish_diagnostics(pending: list) -> None:
+    """Fill record["diagnostics"] (edge tokens, spread, redundancy) of every pending sample, then forget them."""
+    from .. import diagnostics
+
+    for record, coords, kept, features in pending:
+        try:
+            kept = kept.cpu()
+            found = diagnostics.diagnose(coords, kept, None)
+            if features is not None:
+                found["redundancy"] = diagnostics.redundancy(features.cpu(), torch.arange(kept.numel()))
+            record["diagnostics"] = found
+        except Exception:  # diagnostics are a by-product; never fail a run over them
+            record["diagnostics"] = None
+    pending.clear()
