@@ -63,6 +63,11 @@ class Prefill:
     def __init__(self, *, visuals: list[Visuals], input_ids: torch.Tensor, padding: torch.Tensor | None,
                  seed: int):
         self.visuals = visuals
+        # Set on the prefill of a second prune point (stages.survivors): per sample, the visual tokens of
+        # the full prompt (native_n) and which of them this prefill's visual tokens are (origin_kept).
+        self.native_n = [v.n for v in visuals]
+        self.origin: "Prefill | None" = None
+        self.origin_kept: list[torch.Tensor] | None = None
         self.input_ids = input_ids
         self.B, self.L = input_ids.shape
         self.padding = padding  # [B, L] 1 = real token, or None
@@ -97,9 +102,13 @@ class Prefill:
 
     # ------------------------------------------------------------------ selection
     def run(self, engine, sources: Sources) -> Outcome:
-        """Call the strategy for every group of alike samples and build the kept layout."""
+        """Call the strategy for every group of alike samples and build the kept layout.
+
+        ``engine`` is the prune point (stages.PrunePoint): its strategy, stage, head_dim and
+        ``budget_for(native n, n)``.
+        """
         strategy = engine.strategy
-        budgets = [engine.budget_for(v.n) if v.n else 0 for v in self.visuals]
+        budgets = [engine.budget_for(native, v.n) if v.n else 0 for native, v in zip(self.native_n, self.visuals)]
         kept = [torch.zeros(0, dtype=torch.long) for _ in range(self.B)]
         replacement = [None] * self.B
         info_rows: list[dict] = [{} for _ in range(self.B)]
@@ -161,8 +170,18 @@ class Prefill:
         states = sources.hidden if engine.stage == "llm" else sources.embeds
         v = self.visuals[b]
         features = None if states is None else states[b, v.positions.to(states.device)]
+        coords = v.coords
+        if self.origin is not None:
+            # measured on the full prompt's grid: survivors' rows go back to their original indices
+            coords = self.origin.visuals[b].coords
+            back = self.origin_kept[b].to(kept.device)
+            kept = back[kept]
+            if features is not None:
+                full = features.new_zeros(coords.shape[0], features.shape[-1])
+                full[back.to(full.device)] = features
+                features = full
         try:
-            return diagnostics.diagnose(v.coords, kept.cpu(), None if features is None else features.cpu())
+            return diagnostics.diagnose(coords, kept.cpu(), None if features is None else features.cpu())
         except Exception:  # diagnostics are a by-product; never fail a run over them
             return None
 
