@@ -1,9 +1,10 @@
 """Built-in strategy plugin `saint`: similarity-graph token dropping (SAINT), LLM and ViT-graph variants.
 
 Spec: shared/methods/saint.md (official code ArmenJeddi/saint @baaff952, re-implemented, not copied).
-Two strategies, because the two official variants run at different stages:
-  saint      variant A, bipartite threshold vote (LLM stage)
-  saint_vit  variant B, iterative full-graph drop (before the LLM)
+The two official variants run at different stages, and the official hybrid mode chains them:
+  saint         variant A, bipartite threshold vote (LLM stage)
+  saint_vit     variant B, iterative full-graph drop (before the LLM)
+  saint_hybrid  saint_vit before the LLM, then saint at layer K, in the same prefill (a TwoStage strategy)
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import math
 import torch
 
 from tokenprune import Param, Selection, Strategy, StrategyInputError, hookimpl
+from tokenprune.strategy import TwoStage
 
 
 class Saint(Strategy):
@@ -55,8 +57,7 @@ class Saint(Strategy):
 
     Deviations from the official integration that the engine controls: pruning happens at one
     layer (not 10); kept tokens keep their original positions (as officially); the official decode
-    off-by-one in positions is not reproduced. The hybrid mode (ViT then LLM) would chain
-    `saint_vit` and `saint`, which one cell does not do.
+    off-by-one in positions is not reproduced. The hybrid mode (ViT then LLM) is `saint_hybrid`.
     """
 
     name = "saint"
@@ -296,7 +297,61 @@ def iterative_drop_full_graph(keys, budget, step_divisor, *, faithful):
     return alive.clone(), schedule
 
 
+_VIT_PARAMS = ("step_divisor", "faithful")  # forwarded to saint_vit as vit_<name>
+_LLM_PARAMS = ("threshold", "min_degree", "gamma", "rounds", "head_dim", "faithful")  # forwarded to saint
+
+
+class SaintHybrid(TwoStage):
+    """SAINT, hybrid mode: `saint_vit` before the LLM, then `saint` at decoder layer K, in one prefill.
+
+    The official hybrid mode prunes 576 -> 375 patches in the ViT (variant B), then runs variant A
+    in the LLM. Here stage 1 is `saint_vit` on the projector outputs, keeping
+    N1 = round(`vit_keep_ratio` * N) of a sample's N visual tokens (default 0.651 = the official
+    375/576), clamped to [budget, N] so stage 1 never keeps fewer than the final budget. Stage 2 is
+    `saint` at the input of decoder layer K (`layer`, default 8 as `saint`), on the N1 tokens the
+    LLM actually received: its keys are layer K-1's keys of that shorter sequence, and it keeps
+    `budget` tokens (the final count). Layers 0..K-1 therefore process N1 visual tokens and layers
+    K.. the budget. Kept tokens keep their original position ids in both stages.
+
+    Params: `vit_step_divisor` and `vit_faithful` are `saint_vit`'s `step_divisor` and `faithful`;
+    `threshold`, `min_degree`, `gamma`, `rounds`, `head_dim` and `faithful` are `saint`'s (with
+    `faithful: true` the final count is data-dependent and the budget only caps stage 1's clamp).
+    Records: "count" and "kept" are the final set (indices into the N original tokens);
+    info["stage1_count"], info["stage1_budget"], info["stage1_kept"] and info["stage1_info"]
+    describe stage 1.
+
+    Engine: every adapter, positions "original" only (reindex is refused at apply). Called
+    directly on tensors, `select` chains the two stages on the same keys.
+    Deviations from the official hybrid: stage 1 reads the projector outputs, not CLIP layer 19's
+    keys (no hook inside the vision tower), and stage 2 prunes at one layer, not at every layer 7..16.
+    """
+
+    name = "saint_hybrid"
+    layer = 8
+    part_classes = (SaintViT, Saint)
+    requires = frozenset({"keys"})
+    paper = Saint.paper
+    params = {
+        "vit_keep_ratio": Param(0.651, "stage 1 keeps round(vit_keep_ratio * N) tokens, at least the final budget "
+                                       "(official 375/576)", min=0.0, max=1.0),
+        "vit_step_divisor": Param(16, "stage 1 (saint_vit step_divisor): each round drops n // vit_step_divisor "
+                                      "tokens (official r = 16)", min=1),
+        "vit_faithful": Param(False, "stage 1 (saint_vit faithful): official schedule quirk, the divisor becomes "
+                                     "the previous step"),
+        **{name: Saint.params[name] for name in _LLM_PARAMS},
+    }
+
+    def part_params(self):
+        vit = {name: getattr(self.cfg, f"vit_{name}") for name in _VIT_PARAMS}
+        llm = {name: getattr(self.cfg, name) for name in _LLM_PARAMS}
+        return vit, llm
+
+    def first_budget(self, n, budget):
+        return min(n, max(budget, round(self.cfg.vit_keep_ratio * n)))
+
+
 @hookimpl
 def register_strategies(register):
     register(Saint)
     register(SaintViT)
+    register(SaintHybrid)

@@ -175,3 +175,15 @@ def test_downsample_cells_count_tokens_against_the_native_image(tmp_path, checkp
     records = RunStore(out).cells()[0].records()
     assert {r["n_resized"] for r in records} == {9}  # a 3x3 image grid, trimmed to 8
     assert all(r["native_prompt_tokens"] == r["prompt_tokens"] - 9 + 36 for r in records)
+
+
+def test_two_stage_cells_count_stage_one_tokens_below_layer_k(tmp_path, checkpoint):
+    grid = write_grid(tmp_path, checkpoint, strategies=[{"name": "saint_hybrid", "params": {"layer": 2}}],
+                      budgets=[8], benchmarks=[{"name": "shapes", "limit": 2}])
+    out = tmp_path / "run"
+    assert main(["run", str(grid), "--out", str(out), "--quiet", "--no-report"]) == 0
+    row = collect(out).iloc[0]
+    assert row["status"] == "done"
+    assert row["tokens.kept_mean"] == 8 and row["tokens.stage1_kept_mean"] == 23  # round(0.651 * 36)
+    assert row["flops.layer_avg_visual_tokens"] == (23 + 23 + 8 + 8) / 4  # 4 layers, K = 2
+    assert {r["stage1_count"] for r in RunStore(out).cells()[0].records()} == {23}

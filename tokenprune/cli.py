@@ -42,6 +42,8 @@ def format_strategy(info: dict) -> str:
     """`tokenprune show` text for one strategy (from Strategy.describe())."""
     lines = [f"{info['name']}", ""]
     lines.append(f"  stage:    {info['stage']}" + (f" (default layer K={info['layer']})" if info["layer"] is not None else ""))
+    if info.get("stages"):
+        lines.append(f"  stages:   {' -> '.join(info['stages'])} (two prune points in one prefill)")
     lines.append(f"  requires: {', '.join(info['requires']) or '(nothing)'}")
     if info["paper"]:
         lines.append(f"  paper:    {info['paper']}")

@@ -57,12 +57,18 @@ class LLMShape:
         return 2 * n_positions * self.hidden * self.vocab
 
 
-def alive_per_layer(shape: LLMShape, n_total: int, n_visual: int, kept: int, prune_layer: int | None) -> list[int]:
-    """Tokens each decoder layer processes at prefill. prune_layer None = no pruning, 0 = before the LLM."""
+def alive_per_layer(shape: LLMShape, n_total: int, n_visual: int, kept: int, prune_layer: int | None,
+                    first_kept: int | None = None) -> list[int]:
+    """Tokens each decoder layer processes at prefill. prune_layer None = no pruning, 0 = before the LLM.
+
+    ``first_kept``: two-stage pruning, the visual tokens left before the LLM; layers below
+    ``prune_layer`` then process those instead of all ``n_visual``.
+    """
     if prune_layer is None:
         return [n_total] * shape.layers
+    early = n_total if first_kept is None else n_total - n_visual + first_kept
     pruned = n_total - n_visual + kept
-    return [n_total if i < prune_layer else pruned for i in range(shape.layers)]
+    return [early if i < prune_layer else pruned for i in range(shape.layers)]
 
 
 def prefill_flops(shape: LLMShape, alive: list[int], logits_positions: int = 1) -> int:

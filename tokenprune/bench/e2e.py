@@ -16,7 +16,7 @@ from .. import flops
 from ..benchmarks.base import Sample
 from ..engine import apply
 from ..selection import Selection
-from ..strategy import Strategy
+from ..strategy import Strategy, TwoStage
 from ..timing import percentile, peak_memory_bytes
 
 PROMPT = ("describe the picture . what is in this image ? how many are there ? " * 4).strip()
@@ -109,7 +109,8 @@ def run(arch="zoo:shapes-llava-144", strategies=None, budgets=None, devices=None
         for name in ["limit", *names]:
             strategy = ZeroCostLimit() if name == "limit" else _fitted(get_strategy(name), n_layers)
             layer = strategy.prune_layer if strategy.stage == "llm" else 0
-            alive = flops.alive_per_layer(shape, n_total, n_visual, budget, layer)
+            first_kept = strategy.checked_first_budget(n_visual, budget) if isinstance(strategy, TwoStage) else None
+            alive = flops.alive_per_layer(shape, n_total, n_visual, budget, layer, first_kept)
             with apply(vlm, strategy, budget=budget) as handle:
                 # an input-stage strategy (downsample) changes the inputs themselves
                 staged = vlm.build_inputs([sample]) if strategy.stage == "input" else inputs

@@ -6,6 +6,8 @@ Hooks (all removable, no forward body is replaced):
   * llm: forward pre-hooks on decoder layers K..L-1 gather the kept tokens at layer K and
     rewrite masks / positions / (cos, sin) for every later layer; layer K-1's attention
     carries a probe (probe.py) when keys or attention are required;
+  * two-stage strategies (strategy.TwoStage) get both: the llm part works on the sequence the
+    pre_llm part left (stages.py);
   * timing hooks on the vision tower.
 Anything that goes wrong inside a hook removes every hook before the error leaves.
 """
@@ -18,12 +20,14 @@ import torch
 from transformers import DynamicCache
 
 from ..errors import TokenpruneError
+from ..strategy import TwoStage
 from . import layout as lay
 from . import positions as pos_ops
-from . import transform
+from . import stages, transform
 from .prefill import KNOWN_EXTRAS, Prefill, Sources, finish_diagnostics
 from .probe import AttentionProbe
 from .resize import ResizePlan
+from .stages import PrunePoint
 
 _PROBE_SIGNALS = {"keys", "attn", "text_keys"}
 
@@ -39,7 +43,9 @@ class _Pass:
         self.prefill = prefill
         self.phase = "prefill"
         self.cache = None  # weak reference to the KV cache filled by this prefill
-        self.outcome = None
+        self.outcome = None  # the last prune point's outcome (the layout of layers >= K, or of the LLM input)
+        self.first = None  # two-stage: the pre_llm point's outcome
+        self.lm_layout = None  # the layout of the LLM's input (pre_llm pruning), or None
         self.embeds = None
         self.lm_positions = None
         self.delta = None  # reindex: decode position shift per sample
@@ -83,6 +89,7 @@ class PruneHandle:
         self.resizes = strategy.stage == "input"  # the image is resized, then select runs as pre_llm
         self.stage = "pre_llm" if self.resizes else strategy.stage
         self.layer = strategy.prune_layer
+        self.parts = strategy.parts() if isinstance(strategy, TwoStage) else None
         self._records: list[dict] = []
         self._pending_diagnostics: list = []
         self._hooks = []
@@ -93,10 +100,11 @@ class PruneHandle:
         self._vision_s = 0.0
         self._prefills = 0
         self._removed = False
+        self.head_dim = vlm.head_dim
+        self._before_lm, self._at_layer = self._prune_points()
         self._check()
         lm_config = vlm.language_model.config
         self._fmt = transform.mask_format(lm_config._attn_implementation)
-        self.head_dim = vlm.head_dim
         try:
             self._install()
         except Exception:
@@ -155,24 +163,36 @@ class PruneHandle:
     def _who(self) -> str:
         return f"strategy {self.strategy.name!r} on model {self.vlm.label}"
 
+    def _prune_points(self) -> tuple[PrunePoint | None, PrunePoint | None]:
+        """(the point before the LLM, the point at layer K); either may be None."""
+        if self.parts is None:
+            point = PrunePoint(self.strategy, self.stage, lambda native, n: self.budget_for(n), self.head_dim)
+            return (point, None) if self.stage == "pre_llm" else (None, point)
+        first, second = self.parts
+
+        def first_budget(native, n):
+            return self.strategy.checked_first_budget(n, self.budget_for(n))
+
+        def final_budget(native, n):  # the final budget is set by the full prompt's N (keep_ratio)
+            return min(self.budget_for(native), n)
+
+        return (PrunePoint(first, "pre_llm", first_budget, self.head_dim),
+                PrunePoint(second, "llm", final_budget, self.head_dim))
+
     def _check(self):
-        s, n_layers = self.strategy, len(self.vlm.decoder_layers)
+        n_layers = len(self.vlm.decoder_layers)
         if getattr(self.vlm.model, "_tokenprune_handle", None) is not None:
             raise PruneError(f"{self._who()}: the model already has a strategy attached; remove() it first")
         if self.stage == "llm" and not 1 <= self.layer < n_layers:
             raise PruneError(f"{self._who()}: layer K={self.layer} must be between 1 and {n_layers - 1} "
                              f"(the LLM has {n_layers} decoder layers)")
-        if self.stage == "pre_llm" and "attn" in s.requires:
-            raise PruneError(f"{self._who()}: 'attn' needs an LLM layer; a pre_llm strategy cannot require it")
-        extras = set(getattr(s, "required_extras", ()) or ())
-        unknown = extras - set(KNOWN_EXTRAS)
-        if unknown:
-            raise PruneError(f"{self._who()}: the engine cannot provide ctx.extras {sorted(unknown)}; "
-                             f"it fills {', '.join(KNOWN_EXTRAS)}")
-        if "attn_all_queries" in extras and self.stage != "llm":
-            raise PruneError(f"{self._who()}: ctx.extras['attn_all_queries'] needs an llm-stage strategy")
+        for point in (self._before_lm, self._at_layer):
+            if point is not None:
+                self._check_point(point)
         if self.positions not in ("original", "reindex"):
             raise PruneError(f"{self._who()}: positions must be 'original' or 'reindex', got {self.positions!r}")
+        if self.parts is not None:
+            self._check_two_stage()
         if self.resizes:
             if not self.vlm.supports_resize:
                 raise PruneError(f"{self._who()}: this strategy resizes the input images, which model adapter "
@@ -181,6 +201,35 @@ class PruneHandle:
                 raise PruneError(f"{self._who()}: an input-stage strategy plans the image size from a fixed "
                                  "budget; give budget, not keep_ratio")
         self.vlm.check_strategy(self.strategy, self._who())
+
+    def _check_point(self, point: PrunePoint):
+        s = point.strategy
+        part = "" if s is self.strategy else f" (its {point.stage} part {s.name!r})"
+        if point.stage == "pre_llm" and "attn" in s.requires:
+            raise PruneError(f"{self._who()}{part}: 'attn' needs an LLM layer; a pre_llm strategy cannot require it")
+        extras = set(getattr(s, "required_extras", ()) or ())
+        unknown = extras - set(KNOWN_EXTRAS)
+        if unknown:
+            raise PruneError(f"{self._who()}{part}: the engine cannot provide ctx.extras {sorted(unknown)}; "
+                             f"it fills {', '.join(KNOWN_EXTRAS)}")
+        if "attn_all_queries" in extras and point.stage != "llm":
+            raise PruneError(f"{self._who()}{part}: ctx.extras['attn_all_queries'] needs an llm-stage strategy")
+
+    def _check_two_stage(self):
+        if self.positions != "original":
+            raise PruneError(f"{self._who()}: a two-stage strategy keeps original position ids; "
+                             f"positions={self.positions!r} is not supported")
+        if not self.vlm.supports_two_stage:
+            raise PruneError(f"{self._who()}: two-stage pruning (pre_llm, then llm at layer K) is not supported on "
+                             f"model adapter {self.vlm.name!r}")
+
+    @property
+    def _llm_requires(self) -> frozenset:
+        return self._at_layer.strategy.requires if self._at_layer is not None else frozenset()
+
+    @property
+    def _llm_extras(self) -> tuple:
+        return tuple(getattr(self._at_layer.strategy, "required_extras", ()) or ()) if self._at_layer else ()
 
     def _install(self):
         vlm, layers = self.vlm, self.vlm.decoder_layers
@@ -200,8 +249,7 @@ class PruneHandle:
         if self.stage == "llm":
             for i in range(self.layer, len(layers)):
                 add(layers[i].register_forward_pre_hook(self._guarded(self._layer_hook(i)), with_kwargs=True))
-            if self.strategy.requires & _PROBE_SIGNALS or "attn_all_queries" in getattr(
-                    self.strategy, "required_extras", ()):
+            if self._llm_requires & _PROBE_SIGNALS or "attn_all_queries" in self._llm_extras:
                 self._probe = AttentionProbe(vlm.attention_of(layers[self.layer - 1]))
         else:
             add(layers[0].register_forward_pre_hook(self._guarded(self._catch_cache), with_kwargs=True))
@@ -256,8 +304,8 @@ class PruneHandle:
         if self.vlm.has_media(kwargs):
             raise PruneError(f"{self._who()}: visual tokens arrived after the prefill (chunked prefill or a "
                              "cached continuation with new images); prune with a fresh cache instead")
-        if (self.stage == "pre_llm" and kwargs.get("position_ids") is None and self._mrope
-                and not p.outcome.layout.is_identity()):
+        if (p.lm_layout is not None and kwargs.get("position_ids") is None and self._mrope
+                and not p.lm_layout.is_identity()):
             raise PruneError(f"{self._who()}: decoding an M-RoPE model after pre-LLM pruning needs explicit "
                              "position_ids (generate() passes them)")
         p.phase = "decode"
@@ -287,7 +335,7 @@ class PruneHandle:
         if self._probe is not None:
             self._probe.clear()
             self._probe.rows = prefill.last_rows
-            self._probe.all_queries = "attn_all_queries" in getattr(self.strategy, "required_extras", ())
+            self._probe.all_queries = "attn_all_queries" in self._llm_extras
             self._probe.armed = True
 
     def _on_vlm_done(self, module, args, kwargs, output):
@@ -310,13 +358,19 @@ class PruneHandle:
     def _mrope(self) -> bool:
         return bool(getattr(self.vlm, "mrope", False))
 
-    def _select(self, p: _Pass, sources: Sources):
-        outcome = p.prefill.run(self, sources)
+    def _select(self, p: _Pass, point: PrunePoint, sources: Sources):
+        outcome = p.prefill.run(point, sources)
+        if point is self._before_lm:
+            p.lm_layout = outcome.layout
+        if point is self._before_lm and self._at_layer is not None:
+            p.first = outcome  # recorded together with the second point's outcome
+            return outcome
         p.outcome = outcome
+        records = outcome.records if p.first is None else stages.merged_records(p.first, outcome)
         per_sample_vision = self._vision_s / p.prefill.B
-        for rec in outcome.records:
+        for rec in records:
             rec.update(prefill=self._prefills, vision_s=per_sample_vision, batch_size=p.prefill.B)
-        self._records.extend(outcome.records)
+        self._records.extend(records)
         self._pending_diagnostics.extend(outcome.pending_diagnostics)
         if self.positions == "reindex":
             full = p.lm_positions
@@ -346,17 +400,23 @@ class PruneHandle:
             if embeds is None:
                 raise PruneError(f"{self._who()}: the LLM was called without inputs_embeds")
             p.embeds, p.lm_positions = embeds, kwargs.get("position_ids")
-            if self.stage == "pre_llm":
-                out = self._select(p, Sources(embeds=embeds, final_norm=self.vlm.final_norm))
+            if self._before_lm is not None:
+                out = self._select(p, self._before_lm, Sources(embeds=embeds, final_norm=self.vlm.final_norm))
                 kwargs = self._prune_lm_inputs(kwargs, p, out)
-            kwargs = self.vlm.prune_lm_kwargs(kwargs, stage=self.stage, layer=self.layer, outcome=p.outcome,
-                                              prefill=p.prefill, stash=p.stash)
+                kwargs = self.vlm.prune_lm_kwargs(kwargs, stage="pre_llm", layer=None, outcome=out,
+                                                  prefill=p.prefill, stash=p.stash)
+                if self._at_layer is not None:
+                    self._start_second_point(p, kwargs)
+            if self._at_layer is not None:
+                # two-stage: the adapter sees the second point's prefill, over the sequence the LLM receives
+                kwargs = self.vlm.prune_lm_kwargs(kwargs, stage="llm", layer=self.layer, outcome=None,
+                                                  prefill=p.prefill, stash=p.stash)
             return args, kwargs
         self._fwd["seen"] = _seen(kwargs.get("past_key_values"))
         self._fwd["lm_positions"] = kwargs.get("position_ids")
-        if self.stage != "pre_llm":
+        if p.lm_layout is None:
             return None
-        layout = p.outcome.layout
+        layout = p.lm_layout
         q = kwargs["inputs_embeds"].shape[1]
         removed = layout.full - layout.length
         mask = kwargs.get("attention_mask")
@@ -391,6 +451,13 @@ class PruneHandle:
                 position_ids = torch.arange(layout.full, device=embeds.device)[None].expand(layout.batch, -1)
             kwargs["position_ids"] = transform.positions(position_ids, layout)
         return kwargs
+
+    def _start_second_point(self, p: _Pass, kwargs):
+        """Two-stage: from here on the prefill is the sequence the LLM receives (the first point's survivors)."""
+        p.prefill = stages.survivors(p.prefill, p.first)
+        p.embeds, p.lm_positions = kwargs["inputs_embeds"], kwargs.get("position_ids")
+        if self._probe is not None:
+            self._probe.rows = p.prefill.last_rows  # the last prompt token's slot in the shorter sequence
 
     def _catch_cache(self, module, args, kwargs):
         p = self._pass
@@ -427,7 +494,7 @@ class PruneHandle:
         if probe is not None:
             sources.keys, sources.query_rows = probe.keys, probe.query_rows
             sources.queries, sources.scaling = probe.queries, probe.scaling
-        out = self._select(p, sources)
+        out = self._select(p, self._at_layer, sources)
         return self._gather_states(hidden, out)
 
     def _layer_kwargs_prefill(self, kwargs, p: _Pass, hidden):

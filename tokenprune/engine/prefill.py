@@ -64,6 +64,11 @@ class Prefill:
     def __init__(self, *, visuals: list[Visuals], input_ids: torch.Tensor, padding: torch.Tensor | None,
                  seed: int):
         self.visuals = visuals
+        # Set on the prefill of a second prune point (stages.survivors): per sample, the visual tokens of
+        # the full prompt (native_n) and which of them this prefill's visual tokens are (origin_kept).
+        self.native_n = [v.n for v in visuals]
+        self.origin: "Prefill | None" = None
+        self.origin_kept: list[torch.Tensor] | None = None
         self.input_ids = input_ids
         self.B, self.L = input_ids.shape
         self.padding = padding  # [B, L] 1 = real token, or None
@@ -98,9 +103,13 @@ class Prefill:
 
     # ------------------------------------------------------------------ selection
     def run(self, engine, sources: Sources) -> Outcome:
-        """Call the strategy for every group of alike samples and build the kept layout."""
+        """Call the strategy for every group of alike samples and build the kept layout.
+
+        ``engine`` is the prune point (stages.PrunePoint): its strategy, stage, head_dim and
+        ``budget_for(native n, n)``.
+        """
         strategy = engine.strategy
-        budgets = [engine.budget_for(v.n) if v.n else 0 for v in self.visuals]
+        budgets = [engine.budget_for(native, v.n) if v.n else 0 for native, v in zip(self.native_n, self.visuals)]
         kept = [torch.zeros(0, dtype=torch.long) for _ in range(self.B)]
         replacement = [None] * self.B
         info_rows: list[dict] = [{} for _ in range(self.B)]
@@ -155,9 +164,19 @@ class Prefill:
             }
             outcome.records.append(record)
             if v.n:
-                outcome.pending_diagnostics.append(
-                    (record, v.coords, kept[b], self._kept_features(engine, sources, b, kept[b])))
+                outcome.pending_diagnostics.append((record, *self._diagnostic_inputs(engine, sources, b, kept[b])))
         return outcome
+
+    def _diagnostic_inputs(self, engine, sources: Sources, b: int, kept: torch.Tensor):
+        """(coords, kept, kept features) of sample b, measured on the full prompt's grid.
+
+        On a second prune point's prefill the survivors' indices go back to their original ones.
+        """
+        features = self._kept_features(engine, sources, b, kept)
+        if self.origin is None:
+            return self.visuals[b].coords, kept, features
+        back = self.origin_kept[b].to(kept.device)
+        return self.origin.visuals[b].coords, back[kept], features
 
     def _kept_features(self, engine, sources: Sources, b: int, kept: torch.Tensor) -> torch.Tensor | None:
         """The prune-point states of the kept visual tokens, for the redundancy diagnostic.

@@ -76,6 +76,9 @@ class VLM:
     mrope: ClassVar[bool] = False  # M-RoPE position ids (3 rows)
     needs_after_layer: ClassVar[bool] = False  # the engine must call after_layer() on decoder outputs
     supports_resize: ClassVar[bool] = False  # build_inputs can render images at a chosen token grid
+    # two-stage strategies: prune_lm_kwargs / after_layer follow a pre_llm cut and then a layer-K cut
+    # (called once per point, the second on the survivors' prefill); an adapter that cannot sets False
+    supports_two_stage: ClassVar[bool] = True
 
     def __init__(self, model, processor=None, checkpoint: str | None = None):
         self.model = model

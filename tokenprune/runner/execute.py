@@ -155,6 +155,8 @@ def _record(bench, sample, result, i, prune, prompt_tokens, n_visual, wall, warm
         "meta": sample.meta,
         "n_visual": n_visual,
         "count": prune["count"] if prune is not None else n_visual,
+        # two-stage strategies: the visual tokens left before the LLM (layers below K see these)
+        "stage1_count": (prune.get("info") or {}).get("stage1_count") if prune is not None else None,
         "kept": prune.get("kept") if prune is not None else None,
         "order": (prune.get("info") or {}).get("order") if prune is not None else None,
         "grid": prune.get("grid") if prune is not None else None,

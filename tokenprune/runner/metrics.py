@@ -17,12 +17,16 @@ def token_stats(records: list[dict]) -> dict:
     visual = [r["n_visual"] for r in records if r.get("n_visual") is not None]
     if not counts:
         return {"kept_mean": None, "kept_min": None, "kept_max": None, "n_visual_mean": None}
-    return {
+    out = {
         "kept_mean": statistics.fmean(counts),
         "kept_min": min(counts),
         "kept_max": max(counts),
         "n_visual_mean": statistics.fmean(visual) if visual else None,
     }
+    first = [r["stage1_count"] for r in records if r.get("stage1_count") is not None]
+    if first:  # two-stage strategies: tokens the LLM received (layers below K)
+        out["stage1_kept_mean"] = statistics.fmean(first)
+    return out
 
 
 def flops_stats(records: list[dict], shape: flops.LLMShape, prune_layer: int | None, bytes_per_value: int) -> dict:
@@ -34,7 +38,7 @@ def flops_stats(records: list[dict], shape: flops.LLMShape, prune_layer: int | N
         # a resized input is costed against the prompt the unpruned model would have had
         n_total, n_visual = r.get("native_prompt_tokens") or r["prompt_tokens"], r["n_visual"]
         kept = r["count"] if r.get("count") is not None else n_visual
-        alive = flops.alive_per_layer(shape, n_total, n_visual, kept, prune_layer)
+        alive = flops.alive_per_layer(shape, n_total, n_visual, kept, prune_layer, r.get("stage1_count"))
         full = flops.alive_per_layer(shape, n_total, n_visual, n_visual, None)
         new_tokens = r.get("new_tokens") or 1
         rows.append({
