@@ -1,7 +1,7 @@
 """Reference baselines: keep everything, keep a seeded random subset, keep an evenly strided subset."""
 import torch
 
-from tokenprune import Param, Selection, Strategy, hookimpl
+from tokenprune import Selection, Strategy, hookimpl
 
 
 class Vanilla(Strategy):

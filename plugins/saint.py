@@ -13,7 +13,7 @@ import math
 import torch
 
 from tokenprune import Param, Selection, Strategy, StrategyInputError, hookimpl
-from tokenprune.strategy import TwoStage
+from tokenprune import TwoStage
 
 
 class Saint(Strategy):

@@ -14,7 +14,7 @@ from tokenprune import diagnostics
 from tokenprune import ParamError, PluginError, Selection, Strategy
 from tokenprune.benchmarks.base import Sample
 from tokenprune.engine import PruneError
-from tokenprune.strategy import TwoStage
+from tokenprune import TwoStage
 
 K = 2  # the tiny models have 4 decoder layers
 

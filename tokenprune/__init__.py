@@ -15,11 +15,12 @@ from .hookspecs import hookimpl
 from .params import Param
 from .selection import SIGNALS, Context, Selection
 from .strategy import Strategy
+from .two_stage import TwoStage
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BudgetError", "ConfigError", "Context", "Param", "ParamError", "PluginError", "SIGNALS",
-    "Selection", "SelectionError", "Strategy", "StrategyInputError", "TokenpruneError",
+    "Selection", "SelectionError", "Strategy", "StrategyInputError", "TokenpruneError", "TwoStage",
     "UnknownNameError", "get_strategy", "hookimpl", "list_strategies", "strategy_class",
 ]

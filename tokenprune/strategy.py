@@ -4,8 +4,8 @@ A strategy subclass declares ``name``, ``stage``, ``layer``, ``requires`` and
 ``params`` and implements ``select(keys, attn, coords, budget, ctx)``. The
 base class wraps that method so every call checks its inputs (shapes, budget,
 NaN/inf) and the returned Selection (count, uniqueness, order, range, shape),
-and raises an error that names the strategy. ``TwoStage`` chains a pre_llm and
-an llm strategy into one that prunes at both points in the same prefill.
+and raises an error that names the strategy. ``tokenprune.two_stage.TwoStage``
+chains a pre_llm and an llm strategy into one that prunes at both points.
 """
 from __future__ import annotations
 
@@ -84,8 +84,11 @@ class Strategy:
         if cls.stage == "input" and cls.input_grid is Strategy.input_grid:
             raise PluginError(f"strategy {cls.name!r} ({where}): an input-stage strategy must implement "
                               "input_grid(grid, budget)")
-        if issubclass(cls, TwoStage):
-            cls._check_parts(where)
+        cls._check_more(where)
+
+    @classmethod
+    def _check_more(cls, where: str):
+        """Further declaration checks of a kind of strategy (tokenprune.two_stage.TwoStage checks its parts)."""
 
     def __init__(self, **params):
         self.cfg = Config(resolve(self.all_params(), params, owner=f"strategy {self.name!r}"))
@@ -124,7 +127,7 @@ class Strategy:
         return {
             "name": cls.name,
             "stage": cls.stage,
-            "stages": [f"{p.stage}: {p.name}" for p in cls.part_classes] if issubclass(cls, TwoStage) else None,
+            "stages": [f"{p.stage}: {p.name}" for p in getattr(cls, "part_classes", ())] or None,
             "layer": cls.layer if cls.stage == "llm" else None,
             "requires": sorted(cls.requires),
             "paper": cls.paper,
@@ -156,128 +159,3 @@ def _checked(impl):
     select.unchecked = impl
     return select
 
-
-class TwoStage(Strategy):
-    """A strategy that prunes twice in one prefill: a pre_llm part, then an llm part at decoder layer K.
-
-    Subclasses set ``part_classes = (PreLLMStrategy, LLMStrategy)``, a default ``layer`` (K, the
-    ``layer`` param, handed to the llm part) and implement
-      part_params()           -> (params of the pre_llm part, params of the llm part, without layer)
-      first_budget(n, budget) -> visual tokens the pre_llm part keeps of a sample's n, for the final
-                                 ``budget`` (budget <= result <= n)
-    ``budget`` is always the final count, after the llm part. Inside a model the engine calls each
-    part at its own prune point with that point's signals, the llm part on the tokens the pre_llm
-    part kept (docs/engine.md, "What happens inside the model"). ``select`` chains the parts on one
-    set of inputs (for standalone use and the conformance suite): the llm part then runs once per
-    sample, because each sample keeps a different subset.
-    """
-
-    stage: ClassVar[str] = "llm"
-    part_classes: ClassVar[tuple] = ()
-
-    @classmethod
-    def _check_parts(cls, where: str):
-        stages = tuple(getattr(part, "stage", None) for part in cls.part_classes)
-        if stages != ("pre_llm", "llm") or not all(issubclass(p, Strategy) for p in cls.part_classes):
-            raise PluginError(f"strategy {cls.name!r} ({where}): part_classes must be (a pre_llm strategy, "
-                              f"an llm strategy), got stages {stages}")
-        if cls.stage != "llm":
-            raise PluginError(f"strategy {cls.name!r} ({where}): a two-stage strategy ends at an llm layer; "
-                              "its stage must be 'llm'")
-
-    def part_params(self) -> tuple[dict, dict]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def first_budget(self, n: int, budget: int) -> int:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def parts(self) -> tuple[Strategy, Strategy]:
-        """The two part instances, built once from this instance's params."""
-        if getattr(self, "_parts", None) is None:
-            first_cls, second_cls = self.part_classes
-            first_params, second_params = self.part_params()
-            self._parts = (first_cls(**first_params), second_cls(**second_params, layer=self.cfg.layer))
-        return self._parts
-
-    def checked_first_budget(self, n: int, budget: int) -> int:
-        """``first_budget`` held to its contract, so a bad subclass fails here with its name."""
-        n1 = self.first_budget(n, budget)
-        if isinstance(n1, bool) or not isinstance(n1, int) or not min(budget, n) <= n1 <= n:
-            raise PluginError(f"strategy {self.name!r}: first_budget({n}, {budget}) returned {n1!r}; "
-                              f"it must be an integer between {min(budget, n)} and {n}")
-        return n1
-
-    @property
-    def exact_budget(self) -> bool:
-        first, second = self.parts()
-        return first.exact_budget and second.exact_budget
-
-    def select(self, keys, attn, coords, budget, ctx):
-        first, second = self.parts()
-        n = coords.shape[0]
-        sel1 = first.select(keys, attn, coords, self.checked_first_budget(n, budget), ctx)
-        kept, hidden, infos = [], [], []
-        for b, row in enumerate(sel1.keep):
-            row = row[row >= 0]
-            sub_keys, sub_attn, sub_ctx = _sample_subset(keys, attn, ctx, b, row, sel1.hidden, n)
-            sel2 = second.select(sub_keys, sub_attn, coords[row.to(coords.device)], min(budget, row.numel()),
-                                 sub_ctx)
-            inner = sel2.keep[0][sel2.keep[0] >= 0]
-            kept.append(row[inner.to(row.device)])
-            if sel2.hidden is not None:
-                hidden.append(sel2.hidden[0][: inner.numel()])
-            elif sel1.hidden is not None:
-                hidden.append(sel1.hidden[b][inner.to(sel1.hidden.device)])
-            infos.append({**sel2.info, "stage1_count": int(row.numel())})
-        return Selection(keep=_pad_rows(kept), hidden=_pad_rows(hidden) if hidden else None,
-                         info=_per_sample_info(infos))
-
-
-def _sample_subset(keys, attn, ctx, b: int, rows: torch.Tensor, replaced, n: int):
-    """Sample ``b`` of the inputs, restricted to the visual tokens ``rows`` (a batch of one)."""
-    def token_rows(t):
-        return None if t is None else t[b:b + 1, rows.to(t.device)]
-
-    def sample(t):
-        return None if t is None else t[b:b + 1]
-
-    hidden = replaced[b:b + 1, : rows.numel()] if replaced is not None else token_rows(ctx.hidden)
-    extras = {}
-    for key, value in ctx.extras.items():  # per-token extras follow the rows, per-sample ones the sample
-        if isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[1] == n:
-            value = token_rows(value)
-        elif isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == _batch_of(keys, ctx):
-            value = sample(value)
-        elif isinstance(value, (list, tuple)) and len(value) == _batch_of(keys, ctx):
-            value = [value[b]]
-        extras[key] = value
-    gens = ctx.generator
-    sub = Context(hidden=hidden, text_keys=sample(ctx.text_keys), text_hidden=sample(ctx.text_hidden),
-                  text_mask=sample(ctx.text_mask), final_norm=ctx.final_norm, text_embeds=sample(ctx.text_embeds),
-                  image_embeds=token_rows(ctx.image_embeds), grid=ctx.grid,
-                  generator=gens if gens is None or isinstance(gens, torch.Generator) else [gens[b]],
-                  layer=ctx.layer, batch_size=1, extras=extras)
-    return token_rows(keys), token_rows(attn), sub
-
-
-def _batch_of(keys, ctx) -> int:
-    return keys.shape[0] if keys is not None else (ctx.batch_size or 1)
-
-
-def _pad_rows(rows: list[torch.Tensor]) -> torch.Tensor:
-    """Stack rows of different lengths, padding index rows with -1 and state rows with 0 at the end."""
-    width = max(r.shape[0] for r in rows)
-    fill = -1 if rows[0].dtype == torch.int64 else 0
-    out = rows[0].new_full((len(rows), width, *rows[0].shape[1:]), fill)
-    for b, r in enumerate(rows):
-        out[b, : r.shape[0]] = r
-    return out
-
-
-def _per_sample_info(infos: list[dict]) -> dict:
-    """One info dict for the batch from per-sample (batch of one) infos: every key becomes a per-sample list."""
-    out = {}
-    for key in infos[0]:
-        values = [info.get(key) for info in infos]
-        out[key] = [v[0] if isinstance(v, (list, tuple, torch.Tensor)) and len(v) == 1 else v for v in values]
-    return out

@@ -16,7 +16,8 @@ from .. import flops
 from ..benchmarks.base import Sample
 from ..engine import apply
 from ..selection import Selection
-from ..strategy import Strategy, TwoStage
+from ..strategy import Strategy
+from ..two_stage import TwoStage
 from ..timing import percentile, peak_memory_bytes
 
 PROMPT = ("describe the picture . what is in this image ? how many are there ? " * 4).strip()

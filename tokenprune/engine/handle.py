@@ -6,7 +6,7 @@ Hooks (all removable, no forward body is replaced):
   * llm: forward pre-hooks on decoder layers K..L-1 gather the kept tokens at layer K and
     rewrite masks / positions / (cos, sin) for every later layer; layer K-1's attention
     carries a probe (probe.py) when keys or attention are required;
-  * two-stage strategies (strategy.TwoStage) get both: the llm part works on the sequence the
+  * two-stage strategies (two_stage.TwoStage) get both: the llm part works on the sequence the
     pre_llm part left (stages.py);
   * timing hooks on the vision tower.
 Anything that goes wrong inside a hook removes every hook before the error leaves.
@@ -20,7 +20,7 @@ import torch
 from transformers import DynamicCache
 
 from ..errors import TokenpruneError
-from ..strategy import TwoStage
+from ..two_stage import TwoStage
 from . import layout as lay
 from . import positions as pos_ops
 from . import stages, transform

@@ -1,7 +1,7 @@
 """Prune points, and chaining two of them in one prefill (a pre_llm prune, then one at layer K).
 
 A :class:`PrunePoint` is what ``Prefill.run`` needs to call a strategy at one place in the model.
-A two-stage strategy (``tokenprune.strategy.TwoStage``) gives the engine two of them. The second
+A two-stage strategy (``tokenprune.TwoStage``) gives the engine two of them. The second
 one works on the sequence the LLM really receives after the first: :func:`survivors` builds its
 ``Prefill`` over that shorter sequence (the first layout's slots), and :func:`merged_records`
 maps its kept indices back to the sample's original visual tokens.
