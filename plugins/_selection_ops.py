@@ -79,12 +79,3 @@ def check_extra_tensor(owner: str, ctx, key: str, shape: tuple[int, ...]) -> tor
     if not bool(torch.isfinite(value).all()):
         raise StrategyInputError(f"strategy {owner!r}: ctx.extras[{key!r}] contains NaN or inf")
     return value
-
-
-def pad_rows(rows: list[torch.Tensor], fill: int = -1) -> torch.Tensor:
-    """Stack 1-D int64 rows of possibly different lengths, right-padded with ``fill``."""
-    width = max(int(r.numel()) for r in rows)
-    out = torch.full((len(rows), width), fill, dtype=torch.int64, device=rows[0].device)
-    for b, row in enumerate(rows):
-        out[b, : row.numel()] = row
-    return out

@@ -5,7 +5,9 @@ import torch
 
 from tokenprune import Param, Selection, Strategy, hookimpl
 
-from ._selection_ops import pad_rows, symmetric_gram, unit_rows
+from tokenprune.selection import pad_rows
+
+from ._selection_ops import symmetric_gram, unit_rows
 
 
 class DivPrune(Strategy):

@@ -71,3 +71,13 @@ class Selection:
     def counts(self) -> list[int]:
         """Realised kept count per sample (padding excluded)."""
         return (self.keep >= 0).sum(dim=1).tolist()
+
+
+def pad_rows(rows: Sequence[torch.Tensor], fill: float = -1) -> torch.Tensor:
+    """Stack rows [n_i, ...] of different lengths into [len(rows), max n_i, ...], right-padded with ``fill``
+    (-1 for kept-index rows, as ``Selection.keep`` pads them)."""
+    width = max(int(r.shape[0]) for r in rows)
+    out = rows[0].new_full((len(rows), width, *rows[0].shape[1:]), fill)
+    for b, row in enumerate(rows):
+        out[b, : row.shape[0]] = row
+    return out

@@ -158,4 +158,3 @@ def _checked(impl):
     select._tp_checked = True
     select.unchecked = impl
     return select
-

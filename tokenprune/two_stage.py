@@ -6,7 +6,7 @@ from typing import ClassVar
 import torch
 
 from .errors import PluginError
-from .selection import Context, Selection
+from .selection import Context, Selection, pad_rows
 from .strategy import Strategy
 
 
@@ -82,7 +82,7 @@ class TwoStage(Strategy):
             elif sel1.hidden is not None:
                 hidden.append(sel1.hidden[b][inner.to(sel1.hidden.device)])
             infos.append({**sel2.info, "stage1_count": int(row.numel())})
-        return Selection(keep=_pad_rows(kept), hidden=_pad_rows(hidden) if hidden else None,
+        return Selection(keep=pad_rows(kept), hidden=pad_rows(hidden, fill=0) if hidden else None,
                          info=_per_sample_info(infos))
 
 
@@ -115,16 +115,6 @@ def _sample_subset(keys, attn, ctx, b: int, rows: torch.Tensor, replaced, n: int
 
 def _batch_of(keys, ctx) -> int:
     return keys.shape[0] if keys is not None else (ctx.batch_size or 1)
-
-
-def _pad_rows(rows: list[torch.Tensor]) -> torch.Tensor:
-    """Stack rows of different lengths, padding index rows with -1 and state rows with 0 at the end."""
-    width = max(r.shape[0] for r in rows)
-    fill = -1 if rows[0].dtype == torch.int64 else 0
-    out = rows[0].new_full((len(rows), width, *rows[0].shape[1:]), fill)
-    for b, r in enumerate(rows):
-        out[b, : r.shape[0]] = r
-    return out
 
 
 def _per_sample_info(infos: list[dict]) -> dict:

@@ -190,7 +190,6 @@ class Prefill:
         rows = self.visuals[b].positions.to(states.device)[kept.to(states.device)]
         return states[b, rows]
 
-
     def _device(self, sources: Sources):
         for t in (sources.hidden, sources.embeds, sources.keys):
             if t is not None:

@@ -10,6 +10,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from .tables import breakdown_columns  # noqa: E402
+
 
 def png(fig) -> bytes:
     buf = io.BytesIO()
@@ -106,7 +108,7 @@ def per_type(df: pd.DataFrame) -> bytes | None:
     """Score per breakdown group (``benchmark_metrics.field/group`` columns, e.g. shapes' ``type/count``)
     at the smallest budget, where strategies differ most."""
     d = _done(df)
-    type_cols = [c for c in d.columns if c.startswith("benchmark_metrics.") and "/" in c and d[c].notna().any()]
+    type_cols = sorted({c for bench in d["benchmark"].unique() for c in breakdown_columns(d, bench)})
     if not type_cols:
         return None
     pruned = d[d["strategy"] != "vanilla"]
