@@ -233,3 +233,27 @@ def test_aggregates_agree_with_lmms_eval():
     assert ours["accuracy"] == pytest.approx(100 * overall)
     for name, value in categories.items():
         assert ours[f"category/{name}"] == pytest.approx(100 * value)
+
+
+@needs_lmms
+@pytest.mark.parametrize("missing", [None, float("nan"), "nan", "", "no column"])
+def test_mmbench_missing_options_score_as_lmms_eval(missing):
+    """Every form a missing option can take, through lmms-eval's own process_results and static scorer."""
+    from lmms_eval.tasks.mmbench.mmbench_evals import MMBench_Evaluator
+
+    from tokenprune.benchmarks.base import Sample
+    from tokenprune.benchmarks.mmbench import MMBench, scored_options
+
+    bench = MMBench()
+    for prediction in ("banana", "banana apple", "Bird Cat", "apple", "C", "nan", "B", "plum pear"):
+        for answer in "ABCD":
+            doc = {"index": 1, "A": "apple", "B": "pear", "D": "plum", "answer": answer}
+            if missing != "no column":
+                doc["C"] = missing
+            result = {"index": 1, "question": "q", "answer": answer, "prediction": prediction, "hint": None,
+                      "source": "s", "split": "dev", "category": "c", "L2-category": "l",
+                      **{c: doc.get(c, "nan") for c in "ABCDE"}}  # as mmbench_process_results builds it
+            theirs, _, _ = MMBench_Evaluator().eval_result([result], eval_method="static")
+            meta = {"index": 1, "circular": 1, "options": scored_options(doc)}
+            ours = bench.score(Sample("1", "", answer, meta=meta), prediction)["correct"]
+            assert ours == theirs, (missing, prediction, answer)

@@ -9,7 +9,7 @@ from tokenprune.benchmarks._sampling import subset_indices
 
 PAPER = {"gqa", "mmbench", "mme", "pope", "scienceqa_img", "textvqa", "ocrbench", "seedbench", "okvqa",
          "egoschema", "nextqa", "videomme", "egoplan"}
-TWO_PROTOCOLS = {"pope", "textvqa", "mme", "gqa"}
+TWO_PROTOCOLS = {"pope", "textvqa", "mme", "gqa", "scienceqa_img"}
 
 
 def test_every_paper_benchmark_is_registered_with_a_valid_contract():
@@ -27,6 +27,43 @@ def test_every_paper_benchmark_is_registered_with_a_valid_contract():
         bench = cls()  # defaults are valid and name the hub dataset
         assert "/" in bench.cfg.dataset
         json.dumps(bench.cfg.as_dict())
+
+
+# Each protocol's own generation length. lmms-eval: the task YAML's generation_kwargs.max_new_tokens
+# in lmms_eval/tasks/ (0.7.3); where the task sets none, the backend's default, 1024 in the llava,
+# llava_hf, llava_onevision and llava_vid models. llava: the LLaVA-1.5 eval scripts
+# (scripts/v1_5/eval/*.sh pass no --max_new_tokens to llava/eval/model_vqa_loader.py, default 128;
+# llava/eval/model_vqa_science.py generates with max_new_tokens=1024).
+GENERATION_LENGTHS = {
+    ("gqa", "lmms-eval"): 16,             # gqa/gqa.yaml
+    ("gqa", "llava"): 128,                # gqa.sh -> model_vqa_loader.py default
+    ("mmbench", "lmms-eval"): 1024,       # mmbench/_default_template_mmbench_en_yaml
+    ("mme", "lmms-eval"): 16,             # mme/mme.yaml
+    ("mme", "llava"): 128,                # mme.sh -> model_vqa_loader.py default
+    ("pope", "lmms-eval"): 128,           # pope/pope.yaml
+    ("pope", "llava"): 128,               # pope.sh -> model_vqa_loader.py default
+    ("scienceqa_img", "lmms-eval"): 16,   # scienceqa/scienceqa_img.yaml
+    ("scienceqa_img", "llava"): 1024,     # sqa.sh -> model_vqa_science.py, fixed 1024
+    ("textvqa", "lmms-eval"): 1024,       # textvqa/_default_template_textvqa_yaml sets only `until`: backend default
+    ("textvqa", "llava"): 128,            # textvqa.sh -> model_vqa_loader.py default
+    ("ocrbench", "lmms-eval"): 128,       # ocrbench/ocrbench.yaml
+    ("seedbench", "lmms-eval"): 1024,     # seedbench/seedbench.yaml sets only `until`: backend default
+    ("okvqa", "lmms-eval"): 1024,         # ok_vqa/_default_template_vqa_yaml sets only `until`: backend default
+    ("egoschema", "lmms-eval"): 16,       # egoschema/_default_template_yaml
+    ("nextqa", "lmms-eval"): 1024,        # nextqa/nextqa_mc_test.yaml sets none: backend default
+    ("videomme", "lmms-eval"): 16,        # videomme/videomme.yaml
+    ("egoplan", "lmms-eval"): 4096,       # egoplan/egoplan.yaml
+}
+
+
+def test_every_protocol_generates_its_own_length():
+    assert {name for name, _ in GENERATION_LENGTHS} == PAPER
+    for name in PAPER:
+        cls = registry.lookup("benchmarks", name)
+        assert {p for n, p in GENERATION_LENGTHS if n == name} == set(cls.protocols), name
+        for protocol in cls.protocols:
+            bench = cls(protocol=protocol)
+            assert bench.max_new_tokens == GENERATION_LENGTHS[name, protocol], (name, protocol)
 
 
 def test_video_benchmarks_record_the_frame_count_option():

@@ -1,9 +1,12 @@
 """Option-letter extraction: each protocol's rule on hand-made answers."""
 import pytest
 
+from tokenprune.benchmarks.base import Sample
+from tokenprune.benchmarks.mmbench import MMBench, scored_options
+from tokenprune.benchmarks.scienceqa import ScienceQAImg
 from tokenprune.benchmarks.scoring.choice import (egoplan_letter, extract_mcq_answer, mmbench_prefetch,
                                                    parse_mc_egoschema, parse_mc_nextqa, seed_correct,
-                                                   sqa_correct)
+                                                   sqa_correct, sqa_llava_letter)
 
 OPTS = {"A": "red", "B": "blue", "C": "green", "D": "black"}
 
@@ -73,16 +76,72 @@ def test_egoplan_letter(response, expected):
     assert egoplan_letter(response) == expected
 
 
-@pytest.mark.parametrize("pred, correct", [
-    ("B", True), ("b", True), (" B ", True), ("B. cat", True), ("A. frog", False),
-    ("b. cat", False),      # the "X." form needs an uppercase letter
-    ("The answer is B", False), ("B cat", False),
-])
-def test_sqa_rule(pred, correct):
-    assert sqa_correct(pred, "B") is correct
+# ScienceQA, answer B: (prediction, right under lmms-eval, right under LLaVA-1.5's eval_science_qa.py)
+SQA_CASES = [
+    ("B", True, True), (" B ", True, True), ("B\n", True, True),
+    ("b", True, False),                   # LLaVA: case matters
+    ("B.", True, False),                  # LLaVA: "X. " needs the space and one more character
+    ("B.Georgia", True, False),
+    ("B.\n", True, False),
+    ("B. Georgia", True, True),
+    ("The answer is B.", False, True),    # lmms-eval never reads the phrase
+    ("The answer is B, because", False, True),
+    ("The answer is Bob", False, True),   # LLaVA: any one character may follow the letter
+    ("The answer is B", False, False),    # ... but one must
+    ("the answer is B.", False, False),
+    ("The answer is A. The answer is B.", False, False),  # LLaVA: the phrase must occur once
+    ("The answer is F.", False, False),
+    ("I think the answer is B, yes", False, False),  # LLaVA: "The" with a capital
+    ("b. cat", False, False),             # lmms-eval: the "X." form needs an uppercase letter
+    ("A. frog", False, False), ("B cat", False, False), ("B\nbecause", False, False),
+    ("(B)", False, False), ("Answer: B", False, False), ("BC", False, False), ("", False, False),
+]
 
 
-def test_seed_first_character():
-    assert seed_correct(" b) two", "B")
-    assert not seed_correct("The answer is B", "B")
-    assert not seed_correct("", "B")
+@pytest.mark.parametrize("pred, lmms, llava", SQA_CASES)
+def test_sqa_rule_per_protocol(pred, lmms, llava):
+    assert sqa_correct(pred, "B") is lmms
+    assert (sqa_llava_letter(pred) == "B") is llava
+    sample = Sample("q", "", "B")
+    assert ScienceQAImg().score(sample, pred)["correct"] == float(lmms)
+    llava_score = ScienceQAImg(protocol="llava").score(sample, pred)
+    assert llava_score["correct"] == float(llava)
+    assert llava_score["pred"] == sqa_llava_letter(pred)
+
+
+def test_sqa_llava_reads_nothing_as_none():
+    assert sqa_llava_letter("B.") is None and sqa_llava_letter("") is None
+    assert sqa_llava_letter("E") == "E" and sqa_llava_letter("The answer is Q.") == "Q"
+
+
+# MMBench: options A "apple", B "pear", D "plum", and C missing in one of the forms below.
+# lmms-eval's prompt drops all of them; its scorer drops only None and NaN (pandas isna), so a
+# "nan" or "" option stays a choice there, and a missing column reads as "nan".
+MISSING_FORMS = {"None": None, "NaN": float("nan"), "string nan": "nan", "empty": "", "no column": "ABSENT"}
+
+
+def mmbench_row(form):
+    row = {"index": 1, "A": "apple", "B": "pear", "D": "plum", "answer": "A"}
+    if form != "ABSENT":
+        row["C"] = form
+    return row
+
+
+@pytest.mark.parametrize("form", MISSING_FORMS)
+def test_mmbench_missing_option_forms_score_as_lmms_eval(form):
+    options = scored_options(mmbench_row(MISSING_FORMS[form]))
+    kept = form not in ("None", "NaN")
+    assert set(options) == ({"A", "B", "C", "D"} if kept else {"A", "B", "D"})
+    meta = {"index": 1, "circular": 1, "options": options}
+
+    def read(answer, reference="A"):
+        return MMBench().score(Sample("1", "", reference, meta=meta), answer)
+
+    # "banana" contains "nan" (and ""): a kept option C is the one option text in it
+    assert read("banana")["pred"] == ("C" if kept else None)
+    # with "apple" too, two option texts tie and nothing is read; else "apple" decides
+    assert read("banana apple")["correct"] == float(not kept)
+    # the regex fallback chooses among the kept letters and takes the last one it finds
+    assert read("Bird Cat", "B")["pred"] == ("C" if kept else "B")
+    # an empty option text is contained in every answer, so it ties with "apple"
+    assert read("apple")["correct"] == float(form != "empty")

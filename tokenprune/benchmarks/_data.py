@@ -81,14 +81,19 @@ class RowChecker:
         which = f"row {self.index}" + (f" (id {self.row_id!r})" if self.row_id is not None else "")
         raise BenchmarkDataError(f"benchmark {self.benchmark!r}: {which}: field {field!r} {problem}")
 
-    def get(self, field: str, kind: type | tuple[type, ...] | None = None, *, optional: bool = False):
+    def get(self, field: str, kind: type | tuple[type, ...] | None = None, *, optional: bool = False,
+            nullable: bool = False):
+        """The field's value; ``optional``: the column may be absent or the value None;
+        ``nullable``: the column must exist, its value may be None."""
         if field not in self.row:
             if optional:
                 return None
-            self.fail(field, f"is missing (row has: {', '.join(sorted(self.row)) or 'nothing'})")
+            # every row of a table has every column: a missing field is a missing column
+            self.fail(field, f"is missing: the data has no column {field!r} "
+                             f"(its columns: {', '.join(sorted(self.row)) or 'none'})")
         value = self.row[field]
         if value is None:
-            if optional:
+            if optional or nullable:
                 return None
             self.fail(field, "is empty (None)")
         if kind is not None and not isinstance(value, kind):
@@ -96,8 +101,8 @@ class RowChecker:
             self.fail(field, f"should be {names}, got {type(value).__name__} {value!r:.80}")
         return value
 
-    def text(self, field: str, *, optional: bool = False) -> str | None:
-        return self.get(field, str, optional=optional)
+    def text(self, field: str, *, optional: bool = False, nullable: bool = False) -> str | None:
+        return self.get(field, str, optional=optional, nullable=nullable)
 
     def texts(self, field: str, *, min_len: int = 1) -> list[str]:
         value = self.get(field, (list, tuple))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
 from ..params import Param
-from ._data import RowChecker, describe_source, load_table
+from ._data import BenchmarkDataError, RowChecker, describe_source, load_table
 from ._sampling import subset_indices
 from ._video import find_video, load_frames
 from .base import Benchmark, Sample
@@ -90,10 +90,18 @@ class DatasetBenchmark(Benchmark):
             return str(check.get(self.id_field))
         return str(check.index)
 
+    def require_columns(self, table, *names: str, where: str | None = None):
+        """A clear error naming the first of ``names`` that ``table`` (by default the benchmark's) lacks."""
+        where = where or f"dataset {self.cfg.dataset!r} split {self.cfg.split!r}"
+        for name in names:
+            if name not in table.column_names:
+                raise BenchmarkDataError(
+                    f"benchmark {self.name!r}: {where} has no column {name!r} "
+                    f"(its columns: {', '.join(sorted(table.column_names))})")
+
     def column(self, table, name: str) -> list:
         """One column as a list, with a clear error when the table lacks it."""
-        if name not in table.column_names:
-            RowChecker(self.name, {c: None for c in table.column_names}, 0).fail(name, "is missing from the table")
+        self.require_columns(table, name)
         return list(table[name])
 
     # --- scoring helpers ---------------------------------------------------------

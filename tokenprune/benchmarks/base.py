@@ -33,7 +33,9 @@ class Benchmark:
     params: ClassVar[dict[str, Param]] = {}
     protocols: ClassVar[tuple[str, ...]] = ("lmms-eval",)
     main_metric: ClassVar[str] = "accuracy"
-    max_new_tokens: ClassVar[int] = 16  # generation length the protocol needs
+    max_new_tokens: ClassVar[int] = 16  # generation length of the default (first) protocol
+    # protocols whose own generation length differs from ``max_new_tokens``
+    max_new_tokens_by_protocol: ClassVar[dict[str, int]] = {}
 
     @classmethod
     def all_params(cls) -> dict[str, Param]:
@@ -48,6 +50,8 @@ class Benchmark:
         if not self.name:
             raise PluginError(f"benchmark class {type(self).__qualname__} has no name")
         self.cfg = Config(resolve(self.all_params(), options, owner=f"benchmark {self.name!r}"))
+        # the chosen protocol's generation length; a grid's ``generation.max_new_tokens`` overrides it
+        self.max_new_tokens = self.max_new_tokens_by_protocol.get(self.cfg.protocol, type(self).max_new_tokens)
 
     def samples(self) -> Iterator[Sample]:  # pragma: no cover - abstract
         raise NotImplementedError

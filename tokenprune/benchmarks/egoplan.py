@@ -28,7 +28,8 @@ def egoplan_question(goal: str) -> str:
 class EgoPlan(VideoBenchmark):
     name = "egoplan"
     max_new_tokens = 4096
-    hub_id, hub_config, hub_split = "EgoLife-v1/EgoPlan", None, "validation"
+    # named: some revisions of the repository hold a second configuration
+    hub_id, hub_config, hub_split = "EgoLife-v1/EgoPlan", "egoplan", "validation"
     id_field = "sample_id"
     cache_subdir = "egoplan"
     params = {**dataset_params(hub_id, hub_config, hub_split), **video_params()}

@@ -19,6 +19,7 @@ class GQA(DatasetBenchmark):
     name = "gqa"
     protocols = ("lmms-eval", "llava")
     max_new_tokens = 16
+    max_new_tokens_by_protocol = {"llava": 128}
     hub_id, hub_config, hub_split = "lmms-lab-encoder/GQA", "testdev_balanced_instructions", "testdev"
     id_field = "id"
     params = {
@@ -41,6 +42,7 @@ class GQA(DatasetBenchmark):
     def image_table(self):
         if self._images is None:
             self._images = load_table(self.name, *self._images_where())
+            self.require_columns(self._images, "id", "image", where=f"the images table {self._images_where()[0]!r}")
             # Index the image ids only; images are decoded when a sample needs one.
             self._image_rows = {str(i): n for n, i in enumerate(self.column(self._images, "id"))}
         return self._images

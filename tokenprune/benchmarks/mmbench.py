@@ -18,13 +18,25 @@ from .scoring.choice import extract_mcq_answer, mmbench_prefetch
 
 CIRCULAR = 1_000_000
 LETTERS = "ABCDE"
+SCORED = "ABCD"  # MMBench's judge (build_choices) only looks at A-D
 
 
-def _present(value) -> bool:
-    # Absent options are stored as None, NaN or the string "nan".
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return False
-    return str(value) not in ("", "nan")
+def _na(value) -> bool:
+    """None or NaN: what pandas' isna, which lmms-eval's scorer uses, calls missing."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def shown(value) -> bool:
+    """An option or hint lmms-eval puts in the prompt: not None, NaN, empty or the string "nan"."""
+    return not _na(value) and value != "" and str(value) != "nan"
+
+
+def scored_options(row: dict) -> dict[str, str]:
+    """The options lmms-eval's scorer matches an answer against. It drops only None
+    and NaN, so an option stored as the string "nan" (as the hub copy stores a
+    missing one) or "" stays an option there even though the prompt leaves it out;
+    an absent column reads as "nan" (process_results' default)."""
+    return {c: str(row.get(c, "nan")) for c in SCORED if not _na(row.get(c, "nan"))}
 
 
 class MMBench(DatasetBenchmark):
@@ -41,14 +53,15 @@ class MMBench(DatasetBenchmark):
 
     def build_sample(self, row, check):
         index = int(check.get("index", int))
-        options = {c: str(row[c]) for c in LETTERS if c in row and _present(row[c])}
+        options = {c: str(row[c]) for c in LETTERS if c in row and shown(row[c])}
         if len(options) < 2:
             check.fail("A", f"and the other options give {len(options)} option(s); at least 2 are needed")
         listing = "There are several options:\n" + "\n".join(f"{c}. {t}" for c, t in options.items())
-        hint = row.get("hint")
+        hint = check.get("hint", nullable=True)
         # An empty hint still counts (lmms-eval only drops None/NaN/"nan").
-        lead = f"{hint} " if _present(hint) or hint == "" else ""
-        answer = check.choice("answer", tuple(options))
+        lead = f"{hint} " if shown(hint) or hint == "" else ""
+        scored = scored_options(row)
+        answer = check.choice("answer", tuple(sorted({*options, *scored})))
         return Sample(
             id=str(index),
             # lmms-eval joins its post-prompt (which starts with a newline) with
@@ -61,8 +74,7 @@ class MMBench(DatasetBenchmark):
                 "circular": index % CIRCULAR,
                 "category": check.text("category", optional=True),
                 "l2_category": check.text("L2-category", optional=True),
-                # The judge only looks at A-D (MMBench's build_choices).
-                "options": {c: t for c, t in options.items() if c in "ABCD"},
+                "options": scored,
             },
         )
 

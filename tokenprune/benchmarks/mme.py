@@ -25,6 +25,7 @@ class MME(DatasetBenchmark):
     protocols = ("lmms-eval", "llava")
     main_metric = "perception"
     max_new_tokens = 16
+    max_new_tokens_by_protocol = {"llava": 128}
     hub_id, hub_config, hub_split = "lmms-lab-encoder/MME", None, "test"
     params = dataset_params(hub_id, hub_config, hub_split)
 

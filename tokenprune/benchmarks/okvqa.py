@@ -13,7 +13,7 @@ UNANSWERABLE = "\nWhen the provided information is insufficient, respond with 'U
 
 class OKVQA(DatasetBenchmark):
     name = "okvqa"
-    max_new_tokens = 128
+    max_new_tokens = 1024
     stop = ("ASSISTANT:",)
     hub_id, hub_config, hub_split = "lmms-lab-encoder/OK-VQA", None, "val2014"
     id_field = "question_id"

@@ -20,7 +20,7 @@ DIMENSIONS = {
 
 class SEEDBench(DatasetBenchmark):
     name = "seedbench"
-    max_new_tokens = 16
+    max_new_tokens = 1024
     stop = ("ASSISTANT:",)
     hub_id, hub_config, hub_split = "lmms-lab-encoder/SEED-Bench", None, "test"
     id_field = "question_id"

@@ -17,7 +17,8 @@ from .scoring.vqa import vqa_accuracy
 class TextVQA(DatasetBenchmark):
     name = "textvqa"
     protocols = ("lmms-eval", "llava")
-    max_new_tokens = 128
+    max_new_tokens = 1024
+    max_new_tokens_by_protocol = {"llava": 128}
     stop = ("ASSISTANT:",)
     hub_id, hub_config, hub_split = "lmms-lab-encoder/textvqa", None, "validation"
     id_field = "question_id"

@@ -15,7 +15,8 @@ INSTRUCTION = ("Select the best answer to the following multiple-choice question
 class VideoMME(VideoBenchmark):
     name = "videomme"
     max_new_tokens = 16
-    hub_id, hub_config, hub_split = "lmms-eval/Video-MME", None, "test"
+    # the repository's one configuration, named so that loading does not depend on it being the default
+    hub_id, hub_config, hub_split = "lmms-eval/Video-MME", "videomme", "test"
     id_field = "question_id"
     cache_subdir = "videomme/data"
     params = {**dataset_params(hub_id, hub_config, hub_split), **video_params()}

@@ -6,11 +6,13 @@ each rule is kept separately and named after where it is used:
 - ``mmbench_prefetch``: MMBench's letter-or-unique-option-text inference;
 - ``extract_mcq_answer``: lmms-eval's regex-only MCQ extractor (MMBench static, Video-MME);
 - ``parse_mc_egoschema`` / ``parse_mc_nextqa``: the two MMMU-style parsers;
-- ``egoplan_letter``, ``sqa_correct``, ``seed_correct``: one-line rules.
+- ``sqa_correct`` (lmms-eval) and ``sqa_llava_letter`` (LLaVA-1.5): ScienceQA's two rules;
+- ``egoplan_letter``, ``seed_correct``: one-line rules.
 """
 from __future__ import annotations
 
 import random
+import re
 
 LETTERS = "ABCDEFGH"
 
@@ -197,9 +199,9 @@ def egoplan_letter(response: str) -> str:
 
 
 def sqa_correct(prediction: str, letter: str) -> bool:
-    """ScienceQA (lmms-eval = LLaVA): the stripped output equals the letter
+    """ScienceQA, lmms-eval's rule: the stripped output equals the letter
     (case-insensitive), or starts with an uppercase letter and "." and that
-    letter matches."""
+    letter matches. "b", "B." and "B.Georgia" are right for B; "The answer is B." is not."""
     pred = prediction.strip()
     target = letter.strip().lower()
     if pred.lower() == target:
@@ -207,6 +209,27 @@ def sqa_correct(prediction: str, letter: str) -> bool:
     if len(pred) >= 2 and pred[0].isupper() and pred[1] == ".":
         return pred[0].lower() == target
     return False
+
+
+SQA_LLAVA_OPTIONS = ("A", "B", "C", "D", "E")  # eval_science_qa.py's --options
+# any one character after the letter, and it must occur exactly once
+_SQA_LLAVA_PHRASE = re.compile(r"The answer is ([A-Z]).")
+
+
+def sqa_llava_letter(prediction: str) -> str | None:
+    """ScienceQA, LLaVA-1.5's rule (model_vqa_science.py strips the output,
+    eval_science_qa.py reads it): the whole output is one of A-E; or it starts
+    with a letter A-E, a period and a space; or "The answer is X" plus one more
+    character occurs exactly once. Case matters. None when none of these holds
+    (the script's "FAILED", scored wrong): "b", "B." and "B.Georgia" read
+    nothing, "B. Georgia" and "The answer is B." read B."""
+    text = prediction.strip()
+    if text in SQA_LLAVA_OPTIONS:
+        return text
+    if len(text) >= 3 and text[0] in SQA_LLAVA_OPTIONS and text[1:3] == ". ":
+        return text[0]
+    found = _SQA_LLAVA_PHRASE.findall(text)
+    return found[0] if len(found) == 1 else None
 
 
 def seed_letter(prediction: str) -> str:
