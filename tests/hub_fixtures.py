@@ -92,7 +92,7 @@ def write_video(folder: Path, stem: str, frames: int = 8) -> str:
 
     folder.mkdir(parents=True, exist_ok=True)
     if importlib.util.find_spec("av") is None:
-        (folder / stem).mkdir()
+        (folder / stem).mkdir(exist_ok=True)
         for i in range(frames):
             Image.new("RGB", (32, 32), (20 * i, 60, 120)).save(folder / stem / f"frame_{i}.png")
         return f"{stem}/"

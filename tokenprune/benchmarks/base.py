@@ -1,7 +1,8 @@
 """The benchmark contract: samples in, per-sample scores and aggregate metrics out.
 
 A benchmark class declares ``name``, ``params`` (options from the YAML grid,
-each a tokenprune.Param), ``protocols`` and ``main_metric``, and implements
+each a tokenprune.Param), ``protocols``, ``main_metric`` and its generation length
+(``max_new_tokens``, per protocol where they differ), and implements
 ``samples()`` (deterministic order, honouring ``limit``/``seed``), ``score()``
 (pure, per sample, JSON-able) and ``aggregate()`` (pure, over per-sample records).
 """
