@@ -132,7 +132,7 @@ ANSWERS = {
 EXPECTED = {  # main metric and per-sample scores, by hand
     "gqa": ("accuracy", 200 / 3, [1.0, 1.0, 0.0]),
     "mmbench": ("accuracy", 50.0, [1.0, 1.0, 1.0, 0.0]),
-    "mme": ("perception", 200.0, [1.0, 1.0, 1.0, 0.0]),  # existence 100 + 100; code_reasoning is cognition (50)
+    "mme": ("total", 250.0, [1.0, 1.0, 1.0, 0.0]),  # existence 100 + 100 (perception); code_reasoning 50 + 0
     "pope": ("f1", 200 / 3, [1.0, 1.0, 1.0, 0.0, 0.0, 1.0]),  # TP 2, FP 1, FN 1
     ("scienceqa_img", "lmms-eval"): ("accuracy", 200 / 3, [1.0, 0.0, 1.0]),
     ("scienceqa_img", "llava"): ("accuracy", 200 / 3, [1.0, 1.0, 0.0]),
@@ -227,7 +227,7 @@ def test_image_benchmarks_end_to_end_on_the_bundled_model(hub, tmp_path, monkeyp
     mmbench = cells["mmbench", "lmms-eval"].metrics()["benchmark_metrics"]
     assert mmbench["single_pass_accuracy"] == 75.0 and mmbench["questions"] == 2.0
     mme = cells["mme", "lmms-eval"].metrics()["benchmark_metrics"]
-    assert mme["cognition"] == 50.0 and mme["total"] == 250.0
+    assert mme["perception"] == 200.0 and mme["cognition"] == 50.0
     assert cells["ocrbench", "lmms-eval"].metrics()["benchmark_metrics"]["hits"] == 2.0
 
 
