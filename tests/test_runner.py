@@ -245,3 +245,20 @@ def test_latency_schedule_rotates_cells_over_a_fixed_spread_subset():
     assert all(slot == k % 3 for k, (_, _, slot, _) in enumerate(order))
     flat = schedule(["a", "b"], n_samples=2, repeats=2, interleave=False)
     assert [cell for *_, cell in flat] == ["a"] * 4 + ["b"] * 4
+
+
+def test_latency_section_is_validated():
+    from tokenprune.errors import ConfigError
+    from tokenprune.runner.grid import parse_grid
+
+    base = {"models": [{"adapter": "llava", "checkpoint": "zoo:shapes-llava-144"}], "strategies": ["vanilla"],
+            "benchmarks": ["shapes"]}
+    plan = parse_grid({**base, "latency": {"subset": 16, "repeats": 2, "interleave": False}}).latency
+    assert (plan.warmup, plan.subset, plan.repeats, plan.interleave, plan.max_load) == (2, 16, 2, False, 0.25)
+    with pytest.raises(ConfigError) as err:
+        parse_grid({**base, "latency": {"subset": 0, "repeat": 2, "interleave": "yes", "max_load": -1}})
+    for line in ("latency.repeat: unknown key", "latency.subset: must be an integer >= 1, got 0",
+                 "latency.interleave: must be true or false", "latency.max_load: must be a number >= 0"):
+        assert line in str(err.value)
+    with pytest.raises(ConfigError, match="latency.repeats: only applies with latency.subset"):
+        parse_grid({**base, "latency": {"repeats": 2}})
