@@ -1,5 +1,8 @@
 """MME: paired yes/no questions over 14 subtasks; the score of a subtask is
 acc + acc+ (max 200), perception sums 10 subtasks (max 2000), cognition 4 (max 800).
+The main metric is their sum, ``total`` (max 2800), as in the MME column of pruning
+papers (VLM-Pruner's supplement gives Qwen2-VL-7B 2321 in Table 13, above the
+perception maximum); perception and cognition are reported beside it.
 
 lmms-eval and the LLaVA-1.5 script share prompts and scoring and differ only
 in how an answer is read as yes/no (see scoring.yesno).
@@ -23,7 +26,7 @@ _ORIGINAL_SUFFIX = " Please answer yes or no."
 class MME(DatasetBenchmark):
     name = "mme"
     protocols = ("lmms-eval", "llava")
-    main_metric = "perception"
+    main_metric = "total"
     max_new_tokens = 16
     hub_id, hub_config, hub_split = "lmms-lab-encoder/MME", None, "test"
     params = dataset_params(hub_id, hub_config, hub_split)
