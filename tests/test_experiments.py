@@ -37,8 +37,7 @@ def smoke_checkpoint():
 
 
 @pytest.mark.parametrize("grid", PAPER, ids=lambda p: p.stem)
-def test_paper_grid_smoke_runs_and_reports(grid, tmp_path, smoke_checkpoint, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the report goes to ./reports/<run name>
+def test_paper_grid_smoke_runs_and_reports(grid, tmp_path, smoke_checkpoint, capsys):
     out = tmp_path / "run"
     code = main(["run", str(grid), "--smoke", "--smoke-checkpoint", smoke_checkpoint, "--limit", "1",
                  "--out", str(out), "--quiet"])
@@ -47,8 +46,8 @@ def test_paper_grid_smoke_runs_and_reports(grid, tmp_path, smoke_checkpoint, cap
     failed = df[df["status"] != "done"]
     assert code == 0 and failed.empty, failed[["label", "budget_label", "error"]].to_string()
     assert set(df["strategy"]) >= {"vanilla", "vlm_pruner"}
-    assert "report not written" not in captured.err and "report: reports/run/report.html" in captured.out
-    report = tmp_path / "reports" / "run"
+    report = out / "report"  # the report goes under the run directory
+    assert "report not written" not in captured.err and f"report: {report / 'report.html'}" in captured.out
     text = (report / "report.md").read_text()
     assert (report / "report.html").is_file() and "## Paper vs ours" in text
     # every published number is printed on its own row, with its source; a smoke run has no cell to compare

@@ -143,9 +143,8 @@ def test_comparison_averages_only_over_the_papers_whole_benchmark_set(fake_plugi
     assert set(table["source"]) == {"Table 7"}
 
 
-def test_keep_ratio_grid_runs_and_reports_beside_the_paper(tmp_path, monkeypatch, capsys):
+def test_keep_ratio_grid_runs_and_reports_beside_the_paper(tmp_path, capsys):
     # the path that crashed: a keep-ratio budget read back from the run's stored grid
-    monkeypatch.chdir(tmp_path)
     raw = {"name": "ratio", "models": [{"adapter": "llava", "checkpoint": "zoo:shapes-llava-144", "label": "tiny"}],
            "strategies": ["vanilla", "uniform"], "budgets": {"keep_ratio": [0.111]},
            "benchmarks": [{"name": "shapes", "limit": 6}], "generation": {"max_new_tokens": 2},
@@ -155,13 +154,14 @@ def test_keep_ratio_grid_runs_and_reports_beside_the_paper(tmp_path, monkeypatch
     path = tmp_path / "ratio.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 0
-    assert "report: reports/run/report.html" in capsys.readouterr().out
+    report = tmp_path / "run" / "report"  # the report goes under the run directory
+    assert f"report: {report / 'report.html'}" in capsys.readouterr().out
     df = collect(tmp_path / "run").set_index("label")
-    table = pd.read_csv(tmp_path / "reports" / "run" / "paper_vs_ours.csv", dtype={"budget": str})
+    table = pd.read_csv(report / "paper_vs_ours.csv", dtype={"budget": str})
     vanilla, uniform = table.iloc[0], table.iloc[1]
     assert (vanilla["budget"], vanilla["ours"]) == ("all", pytest.approx(df.loc["vanilla", "score"]))
     assert (uniform["budget"], uniform["source"]) == ("11.1%", "secondary")
     assert uniform["ours"] == pytest.approx(df.loc["uniform", "relative"])
     assert uniform["diff"] == pytest.approx(uniform["ours"] - 70.0)
     assert "| tiny | uniform | 11.1% | Avg. % of vanilla (1 benchmarks) | 70.00 |" in (
-        tmp_path / "reports" / "run" / "report.md").read_text()
+        report / "report.md").read_text()

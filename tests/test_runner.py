@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 import tokenprune as tp
@@ -65,7 +66,14 @@ def test_run_records_everything_and_resumes_finished_cells(tmp_path, checkpoint,
     vanilla = df[df["strategy"] == "vanilla"].iloc[0]
     assert vanilla["flops.prefill_flops_ratio"] == 1.0
     assert vanilla["latency.prefill_s_median"] > 0 and vanilla["latency.latency_samples"] == 3
+    assert vanilla["latency.prefill_s_p25"] <= vanilla["latency.prefill_s_median"] <= vanilla["latency.prefill_s_p75"]
+    assert vanilla["latency.source"] == "samples" and vanilla["latency.repeats"] == 1
     assert vanilla["environment.device"] == "cpu" and vanilla["environment.attn_implementation"] == "sdpa"
+    # the host state the cell was timed under, against the default threshold (a quarter of the CPUs)
+    env = RunStore(out).cells()[0].metrics()["environment"]
+    assert env["load_threshold"] == 0.25 * env["cpu_count"] and isinstance(env["timed_under_load"], bool)
+    assert env["timed_under_load"] == (env["other_cpu_load"] > env["load_threshold"])
+    assert env["cpu_threads"] == 1 and env["load_measure"] == ("proc-stat" if Path("/proc/stat").exists() else "loadavg")
     cell = RunStore(out).cells()[0]
     assert (cell.dir / "DONE").exists() and (cell.dir / "spec.json").exists()
     first = results(out)
@@ -187,3 +195,70 @@ def test_two_stage_cells_count_stage_one_tokens_below_layer_k(tmp_path, checkpoi
     assert row["tokens.kept_mean"] == 8 and row["tokens.stage1_kept_mean"] == 23  # round(0.651 * 36)
     assert row["flops.layer_avg_visual_tokens"] == (23 + 23 + 8 + 8) / 4  # 4 layers, K = 2
     assert {r["stage1_count"] for r in RunStore(out).cells()[0].records()} == {23}
+
+
+def test_latency_subset_interleaves_cells_and_resumes(tmp_path, checkpoint):
+    grid = write_grid(tmp_path, checkpoint, strategies=["vanilla", "random"], budgets=[9],
+                      benchmarks=[{"name": "shapes", "limit": 3}], generation={"max_new_tokens": 2},
+                      latency={"warmup": 1, "subset": 2, "repeats": 2, "max_load": 0.5},
+                      executor={"name": "local", "threads": 2})
+    out = tmp_path / "run"
+    assert main(["run", str(grid), "--out", str(out), "--quiet", "--no-report"]) == 0
+    assert torch.get_num_threads() == 1  # the executor's threads last as long as the run
+    cells = RunStore(out).cells()
+    samples = {r["sample"] for cs in cells for r in cs.latency_records()}
+    assert len(samples) == 2 and samples <= {r["id"] for r in cells[0].records()}
+    for cs in cells:
+        timed = cs.latency_records()
+        assert sorted((r["repeat"], r["sample"]) for r in timed) == sorted((r, s) for r in (0, 1) for s in samples)
+        assert len({r["slot"] for r in timed}) > 1  # interleaved: the cell does not always go first
+        assert all(r["timings"]["total_s"] > 0 and r["span_s"] > 0 for r in timed)
+        metrics = cs.metrics()
+        lat, env = metrics["latency"], metrics["environment"]
+        assert lat["source"] == "latency-subset" and lat["repeats"] == 2 and lat["latency_samples"] == 4
+        assert lat["new_tokens"] == 2 and lat["batch_size"] == 1
+        assert lat["total_s_p25"] <= lat["total_s_median"] <= lat["total_s_p75"] <= lat["total_s_p90"]
+        assert metrics["latency_accuracy_pass"]["source"] == "samples"
+        assert env["cpu_threads"] == 2 and env["load_threshold"] == 0.5 * env["cpu_count"]
+    # a kill in the middle of the timing: one cell lost its last times and its metrics still hold the accuracy pass
+    cut = next(cs for cs in cells if cs.cell.strategy == "random")
+    kept = cut.latency_path.read_text().splitlines(keepends=True)[:2]
+    cut.latency_path.write_text("".join(kept) + '{"repeat": 1, "sa')
+    metrics = cut.metrics()
+    metrics["latency"] = metrics.pop("latency_accuracy_pass")
+    cut.write_metrics(metrics)
+    others = {cs.cell.id: cs.latency_path.read_text() for cs in cells if cs is not cut}
+    assert main(["run", str(grid), "--out", str(out), "--quiet", "--no-report"]) == 0
+    assert cut.latency_path.read_text().startswith("".join(kept)) and len(cut.latency_records()) == 4
+    assert cut.metrics()["latency"]["source"] == "latency-subset"
+    assert {cs.cell.id: cs.latency_path.read_text() for cs in cells if cs is not cut} == others  # not re-timed
+
+
+def test_latency_schedule_rotates_cells_over_a_fixed_spread_subset():
+    from tokenprune.runner.latency import fixed_subset, schedule
+
+    assert fixed_subset(list(range(10)), 4) == [0, 2, 5, 7] and fixed_subset([1, 2], 5) == [1, 2]
+    order = schedule(["a", "b", "c"], n_samples=2, repeats=2, interleave=True)
+    rounds = [[cell for _, _, _, cell in order[i:i + 3]] for i in range(0, 12, 3)]
+    assert rounds == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
+    assert [(r, j) for r, j, _, _ in order[::3]] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert all(slot == k % 3 for k, (_, _, slot, _) in enumerate(order))
+    flat = schedule(["a", "b"], n_samples=2, repeats=2, interleave=False)
+    assert [cell for *_, cell in flat] == ["a"] * 4 + ["b"] * 4
+
+
+def test_latency_section_is_validated():
+    from tokenprune.errors import ConfigError
+    from tokenprune.runner.grid import parse_grid
+
+    base = {"models": [{"adapter": "llava", "checkpoint": "zoo:shapes-llava-144"}], "strategies": ["vanilla"],
+            "benchmarks": ["shapes"]}
+    plan = parse_grid({**base, "latency": {"subset": 16, "repeats": 2, "interleave": False}}).latency
+    assert (plan.warmup, plan.subset, plan.repeats, plan.interleave, plan.max_load) == (2, 16, 2, False, 0.25)
+    with pytest.raises(ConfigError) as err:
+        parse_grid({**base, "latency": {"subset": 0, "repeat": 2, "interleave": "yes", "max_load": -1}})
+    for line in ("latency.repeat: unknown key", "latency.subset: must be an integer >= 1, got 0",
+                 "latency.interleave: must be true or false", "latency.max_load: must be a number >= 0"):
+        assert line in str(err.value)
+    with pytest.raises(ConfigError, match="latency.repeats: only applies with latency.subset"):
+        parse_grid({**base, "latency": {"repeats": 2}})

@@ -2,7 +2,7 @@
 
 
 def write_report(run_dir, out=None):
-    """Write reports/<run name>/report.html (+ report.md, CSV, PNG); returns the HTML path."""
+    """Write RUN_DIR/report/report.html, or OUT/report.html (+ report.md, CSV, PNG); returns the HTML path."""
     from .build import write_report as _write
 
     return _write(run_dir, out)

@@ -19,6 +19,9 @@ def _expected_cells(run_dir: Path):
     """Cells the grid asked for (so ones never started show as missing); None if the grid cannot be re-read."""
     from ..runner.grid import parse_grid
 
+    planned = RunStore(run_dir).planned_cells()  # the cells as run (smoke changes included)
+    if planned is not None:
+        return planned
     try:
         return parse_grid(_grid_raw(run_dir), source=str(run_dir / "grid.json")).cells
     except Exception:  # noqa: BLE001 - an unreadable grid only loses the 'missing' rows
@@ -57,7 +60,7 @@ def _pil_png(image) -> bytes:
 def write_report(run_dir, out=None) -> Path:
     run_dir = Path(run_dir)
     name = run_dir.resolve().name
-    out = Path(out) if out else Path("reports") / name
+    out = Path(out) if out else run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     df = collect(run_dir)
     if df.empty:

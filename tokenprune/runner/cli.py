@@ -5,7 +5,8 @@ import sys
 from pathlib import Path
 
 from .. import registry
-from ..errors import TokenpruneError
+from ..errors import ConfigError, TokenpruneError
+from . import latency, run_spec
 from .grid import load_grid
 from .progress import Progress
 from .store import RunStore
@@ -32,7 +33,7 @@ def smoke_overrides(raw_path: Path, limit: int | None, checkpoint: str | None = 
     smoke = raw.get("smoke") or {}
     model = {"adapter": smoke.get("adapter", "llava"),
              "checkpoint": checkpoint or smoke.get("checkpoint", "zoo:shapes-llava-144"), "label": "smoke"}
-    bench = {"name": smoke.get("benchmark", "shapes"), "limit": limit or smoke.get("limit", 4)}
+    bench = {"name": smoke.get("benchmark", "shapes"), "limit": limit if limit is not None else smoke.get("limit", 4)}
     # a smoke run exercises every cell, it does not measure: two new tokens are enough
     out = {"models": [model], "benchmarks": [bench], "generation": {"max_new_tokens": 2}}
     n_visual = smoke.get("visual_tokens")
@@ -68,13 +69,21 @@ def _decoder_depth(checkpoint: str) -> int | None:
     return (raw.get("text_config") or raw).get("num_hidden_layers")
 
 
+def check_limit(limit: int | None):
+    """--limit N: N samples per benchmark; 0 or less is a mistake, not "no limit"."""
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit {limit}: must be a number of samples >= 1 per benchmark "
+                          f"(leave --limit out to run every sample)")
+
+
 def run_command(args) -> int:
     path = Path(args.grid)
+    check_limit(args.limit)
     overrides = {}
     smoke = getattr(args, "smoke", False)
     if smoke:
         overrides.update(smoke_overrides(path, args.limit, getattr(args, "smoke_checkpoint", None)))
-    elif args.limit:
+    elif args.limit is not None:
         import yaml
 
         raw = yaml.safe_load(path.read_text()) or {}
@@ -93,11 +102,19 @@ def run_command(args) -> int:
         for cell in grid.cells:
             print(f"  {cell.id}  {cell.describe()}")
         return 0
-    out = Path(args.out) if args.out else Path("runs") / grid.name
+    # a smoke run is another model: it gets a directory of its own beside the real run's
+    out = Path(args.out) if args.out else Path("runs") / (grid.name + ("-smoke" if smoke else ""))
     store = RunStore(out)
+    cli = {"limit": args.limit, "smoke": bool(smoke), "smoke_checkpoint": getattr(args, "smoke_checkpoint", None),
+           "executor": args.executor}
+    run_spec.bind(store, run_spec.spec_record(grid, cli), extend=getattr(args, "extend", False))
     store.init(grid.path, grid.raw)
     executor = registry.lookup("executors", grid.executor)(**grid.executor_options)
-    progress = Progress(total_cells=len(grid.cells), enabled=not args.quiet)
+    if grid.latency.subset and grid.executor not in ("local", "pool"):
+        print(f"tokenprune: warning: executor {grid.executor!r} does not time the latency subset "
+              f"(local and pool do): latency comes from the accuracy pass", file=sys.stderr)
+    latency.warn_if_busy(grid.latency.max_load, "the run")
+    progress = Progress(total_cells=len(grid.cells), enabled=not args.quiet, store=store)
     try:
         status = executor.run(_groups(grid.cells), store, warmup=grid.latency_warmup, progress=progress)
     finally:
@@ -110,7 +127,7 @@ def run_command(args) -> int:
             pass
         else:
             try:
-                where = write_report(store.root, out=getattr(args, "report_out", None))
+                where = write_report(store.root, out=getattr(args, "report_out", None) or store.root / "report")
                 print(f"report: {where}")
             except TokenpruneError as exc:
                 print(f"tokenprune: report not written: {exc}", file=sys.stderr)
@@ -127,8 +144,8 @@ def print_summary(grid, store, status):
         df = df[df["cell"].isin(ids)].assign(_order=lambda d: d["cell"].map(ids)).sort_values("_order")
     print(f"\n{grid.name}: {len(ids)} cells in {store.root}")
     if not df.empty:
-        cols = ["model", "label", "budget_label", "benchmark", "status", "score", "relative", "loyalty",
-                "tokens.kept_mean", "latency.prefill_s_median"]
+        cols = ["model", "label", "budget_label", "benchmark", *(["seed"] if df["seed"].nunique() > 1 else []),
+                "status", "score", "relative", "loyalty", "tokens.kept_mean", "latency.prefill_s_median"]
         shown = df[[c for c in cols if c in df.columns]].copy()
         with __import__("pandas").option_context("display.max_rows", 500, "display.width", 200,
                                                   "display.max_columns", 20, "display.float_format", "{:.3g}".format):
@@ -139,3 +156,18 @@ def print_summary(grid, store, status):
         if status.get(cs.cell.id) == "failed":
             err = cs.error() or {}
             print(f"FAILED {cs.cell.describe()}: {err.get('type', '')}: {str(err.get('message', ''))[:300]}")
+    _warn_timed_under_load(df)
+
+
+def _warn_timed_under_load(df):
+    """Latency measured while other work ran is not evidence: say which cells it concerns."""
+    column = "environment.timed_under_load"
+    if df.empty or column not in df:
+        return
+    loaded = df[df[column].map(lambda v: v == 1)]  # True, or 1.0 in a column with missing values
+    if loaded.empty:
+        return
+    threshold = loaded["environment.load_threshold"].max()
+    print(f"tokenprune: warning: {len(loaded)} of {len(df)} cells were timed while other processes used more than "
+          f"{threshold:g} CPUs (latency.max_load): their latency (marked environment.timed_under_load) shows that "
+          f"load more than the strategies; compare speed from a run on a quiet host", file=sys.stderr)

@@ -6,7 +6,9 @@ from contextlib import nullcontext
 
 from .. import flops, registry, timing
 from ..errors import ConfigError
+from . import latency
 from . import metrics as cell_metrics
+from .latency import LatencyPlan
 from .progress import Progress
 from .spec import CellSpec, ModelSpec
 from .store import CellStore, RunStore
@@ -35,19 +37,17 @@ def load_model(spec: ModelSpec):
 
 def run_group(model_spec: ModelSpec, cells: list[CellSpec], store: RunStore, *, warmup: int,
               progress: Progress | None = None) -> dict[str, str]:
-    """Run every cell that shares one model; returns {cell id: 'done' | 'skipped' | 'failed'}."""
+    """Run every cell that shares one model, then its latency subset when the run has one.
+
+    Returns {cell id: 'done' | 'skipped' | 'failed'}.
+    """
     progress = progress or Progress(enabled=False)
-    status = {}
-    todo = []
-    for cell in cells:
-        cs = store.cell(cell)
-        cs.prepare()
-        if cs.done:
-            status[cell.id] = "skipped"
-            progress.cell_done(cell, "skipped")
-        else:
-            todo.append((cell, cs))
-    if not todo:
+    plan = store.latency_plan()
+    status, todo = _pending(cells, store, progress)
+    # finished cells whose latency subset is still to time need the model too
+    untimed = [cell for cell in cells if plan.subset and status.get(cell.id) == "skipped"
+               and not latency.is_timed(store.cell(cell))]
+    if not todo and not untimed:
         return status
     try:
         vlm = load_model(model_spec)
@@ -56,11 +56,31 @@ def run_group(model_spec: ModelSpec, cells: list[CellSpec], store: RunStore, *, 
             cs.fail(exc)
             status[cell.id] = "failed"
             progress.cell_done(cell, "failed")
+        for cell in untimed:
+            store.cell(cell).fail(exc)
+            status[cell.id] = "failed"
         return status
     for cell, cs in todo:
-        status[cell.id] = run_cell(vlm, cell, cs, warmup=warmup, progress=progress)
+        status[cell.id] = run_cell(vlm, cell, cs, warmup=warmup, progress=progress, max_load=plan.max_load)
         progress.cell_done(cell, status[cell.id])
+    if plan.subset:
+        ok = [cell for cell in cells if status[cell.id] != "failed"]
+        status.update(latency.time_subset(vlm, ok, store, plan, progress))
     return status
+
+
+def _pending(cells: list[CellSpec], store: RunStore, progress: Progress):
+    """Status of the finished cells, and (cell, store) of the ones to run."""
+    status, todo = {}, []
+    for cell in cells:
+        cs = store.cell(cell)
+        cs.prepare()
+        if cs.done:
+            status[cell.id] = "skipped"
+            progress.cell_done(cell, "skipped")
+        else:
+            todo.append((cell, cs))
+    return status, todo
 
 
 def _pruning(vlm, cell: CellSpec):
@@ -73,15 +93,22 @@ def _pruning(vlm, cell: CellSpec):
     return apply(vlm, cell.strategy, budget=cell.budget, keep_ratio=cell.keep_ratio, seed=cell.seed, **cell.params)
 
 
-def run_cell(vlm, cell: CellSpec, cs: CellStore, *, warmup: int, progress: Progress) -> str:
+def _generation(cell: CellSpec, bench) -> tuple[int, dict]:
+    """max_new_tokens (the grid's, else the benchmark's) and the other generate() arguments."""
+    max_new = cell.generation.get("max_new_tokens", bench.max_new_tokens)
+    return max_new, {k: v for k, v in cell.generation.items() if k != "max_new_tokens"}
+
+
+def run_cell(vlm, cell: CellSpec, cs: CellStore, *, warmup: int, progress: Progress,
+             max_load: float = LatencyPlan.max_load) -> str:
     try:
         bench = registry.lookup("benchmarks", cell.benchmark)(**cell.benchmark_options)
         samples = list(bench.samples())
         done = cs.completed_ids()
         todo = [s for s in samples if s.id not in done]
-        max_new = cell.generation.get("max_new_tokens", bench.max_new_tokens)
-        gen_kwargs = {k: v for k, v in cell.generation.items() if k != "max_new_tokens"}
+        max_new, gen_kwargs = _generation(cell, bench)
         bar = progress.samples(cell, total=len(samples), initial=len(samples) - len(todo))
+        meter = timing.LoadMeter()  # what else ran on the host while this cell was timed
         measured_so_far = 0
         with _pruning(vlm, cell) as handle:
             for start in range(0, len(todo), cell.batch_size):
@@ -89,9 +116,10 @@ def run_cell(vlm, cell: CellSpec, cs: CellStore, *, warmup: int, progress: Progr
                 if handle is not None:
                     handle.clear()
                 inputs = vlm.build_inputs(batch)
-                started = time.perf_counter()
-                result = vlm.generate(inputs, max_new_tokens=max_new, **gen_kwargs)
-                wall = time.perf_counter() - started
+                with meter.span():
+                    started = time.perf_counter()
+                    result = vlm.generate(inputs, max_new_tokens=max_new, **gen_kwargs)
+                    wall = time.perf_counter() - started
                 prune_records = _per_sample(handle, len(batch))
                 prompt_tokens, n_visual = _prompt_sizes(vlm, inputs)
                 native = getattr(vlm, "native_visual", None)  # set when an input-stage strategy resized images
@@ -106,11 +134,24 @@ def run_cell(vlm, cell: CellSpec, cs: CellStore, *, warmup: int, progress: Progr
         bar.close()
         order = {s.id: i for i, s in enumerate(samples)}
         records = sorted((r for r in cs.records() if r["id"] in order), key=lambda r: order[r["id"]])
-        cs.finish(_cell_metrics(vlm, cell, bench, records))
+        cs.finish(_cell_metrics(vlm, cell, bench, records, cell_metrics.host_load(meter, max_load)))
         return "done"
     except Exception as exc:  # isolation: record the failure, let the sweep go on
         cs.fail(exc)
         return "failed"
+
+
+def time_sample(vlm, cell: CellSpec, bench, sample, meter: timing.LoadMeter) -> dict:
+    """One cell's whole prefill + decode of one sample, batch 1, decode length fixed: the latency subset's unit."""
+    max_new, gen_kwargs = _generation(cell, bench)
+    gen_kwargs["min_new_tokens"] = max_new  # an early end of answer must not pass for speed
+    with _pruning(vlm, cell) as handle:
+        inputs = vlm.build_inputs([sample])
+        with meter.span():
+            started = time.perf_counter()
+            result = vlm.generate(inputs, max_new_tokens=max_new, **gen_kwargs)
+            wall = time.perf_counter() - started
+        return _timings(result, _per_sample(handle, 1)[0], wall)
 
 
 def _per_sample(handle, batch_size: int) -> list:
@@ -141,13 +182,18 @@ def _count_native(record: dict, native: int):
     record["n_visual"] = native
 
 
-def _record(bench, sample, result, i, prune, prompt_tokens, n_visual, wall, warm) -> dict:
-    text = result.texts[i]
+def _timings(result, prune, wall: float) -> dict:
+    """The generate() call's timings plus the engine's vision and selection times."""
     timings = dict(result.timings or {})
     timings.setdefault("total_s", wall)
     if prune is not None:
         timings["select_s"] = prune.get("select_s")
         timings["vision_s"] = prune.get("vision_s", timings.get("vision_s"))
+    return timings
+
+
+def _record(bench, sample, result, i, prune, prompt_tokens, n_visual, wall, warm) -> dict:
+    text = result.texts[i]
     return {
         "id": sample.id,
         "prediction": text,
@@ -163,12 +209,12 @@ def _record(bench, sample, result, i, prune, prompt_tokens, n_visual, wall, warm
         "diagnostics": prune.get("diagnostics") if prune is not None else None,
         "prompt_tokens": prompt_tokens,
         "new_tokens": result.new_tokens[i] if getattr(result, "new_tokens", None) else None,
-        "timings": timings,
+        "timings": _timings(result, prune, wall),
         "warmup": warm,
     }
 
 
-def _cell_metrics(vlm, cell: CellSpec, bench, records: list[dict]) -> dict:
+def _cell_metrics(vlm, cell: CellSpec, bench, records: list[dict], load: dict) -> dict:
     from ..api import strategy_class
 
     strategy = strategy_class(cell.strategy)(**cell.params)
@@ -188,7 +234,8 @@ def _cell_metrics(vlm, cell: CellSpec, bench, records: list[dict]) -> dict:
         "flops": cell_metrics.flops_stats(records, shape, prune_layer, BYTES.get(cell.model.dtype, 4)),
         "latency": cell_metrics.latency_stats(records),
         "memory": timing.peak_memory_bytes(cell.model.device),
-        "environment": cell_metrics.environment(cell.model.device, cell.model.dtype, cell.model.attn_implementation),
+        "environment": cell_metrics.environment(cell.model.device, cell.model.dtype, cell.model.attn_implementation,
+                                                load),
         "prune_layer": prune_layer,
     }
     return out

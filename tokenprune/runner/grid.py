@@ -13,6 +13,7 @@ import yaml
 
 from .. import registry
 from ..errors import ConfigError, TokenpruneError
+from .latency import LatencyPlan
 from .paper_spec import GridAxes, PaperSpec, parse_paper
 from .spec import CellSpec, ModelSpec, budget_label
 
@@ -26,7 +27,9 @@ TOP_KEYS = {
     "generation": "{max_new_tokens, min_new_tokens}",
     "batch_size": "samples per generate() call",
     "executor": "name or {name, <options>}",
-    "latency": "{warmup}: samples per cell excluded from latency statistics",
+    "latency": "{warmup, subset, repeats, interleave, max_load}: warm-up samples per cell; time a fixed subset of "
+               "`subset` samples `repeats` times after the accuracy pass, cells interleaved; the share of the CPUs "
+               "other processes may use before a cell counts as timed under load",
     "paper": "{source, metrics, rows}: published numbers to print beside ours (see docs/reproduce.md)",
     "smoke": "{adapter, checkpoint, limit}: what --smoke substitutes",
     "overridden": "written by the runner: the grid's own values of keys that --smoke / --limit replaced",
@@ -47,6 +50,7 @@ class Grid:
     latency_warmup: int = 2
     raw: dict = field(default_factory=dict)
     paper: PaperSpec | None = None
+    latency: LatencyPlan = field(default_factory=LatencyPlan)
 
 
 class _Problems:
@@ -95,7 +99,7 @@ def parse_grid(raw, *, source="<grid>", default_name="grid", overrides=None, pat
     generation = _parse_generation(raw.get("generation", {}), problems)
     batch_size = _parse_positive_int(raw.get("batch_size", 1), "batch_size", problems)
     executor, executor_options = _parse_executor(raw.get("executor", "local"), problems)
-    warmup = _parse_positive_int((raw.get("latency") or {}).get("warmup", 2), "latency.warmup", problems, allow_zero=True)
+    latency = _parse_latency(raw.get("latency"), problems)
     name = raw.get("name", default_name)
     if not isinstance(name, str) or not name.strip() or "/" in name:
         problems.add("name", f"{name!r} must be a non-empty string without '/'")
@@ -116,7 +120,7 @@ def parse_grid(raw, *, source="<grid>", default_name="grid", overrides=None, pat
             raise ConfigError(f"{source}: the grid lists the same cell twice: {cell.describe()}")
         ids[cell.id] = cell
     return Grid(name=name, path=path, cells=cells, executor=executor, executor_options=executor_options,
-                latency_warmup=warmup, raw=raw, paper=paper)
+                latency_warmup=latency.warmup, raw=raw, paper=paper, latency=latency)
 
 
 def _with_overrides(raw: dict, overrides: dict | None) -> dict:
@@ -305,6 +309,34 @@ def _parse_positive_int(value, where, problems, allow_zero=False):
         problems.add(where, f"must be an integer >= {low}, got {value!r}")
         return low
     return value
+
+
+def _parse_latency(value, problems) -> LatencyPlan:
+    if value is None:
+        return LatencyPlan()
+    if not isinstance(value, dict):
+        problems.add("latency", f"must be a mapping with keys {', '.join(LatencyPlan.KEYS)}, got {value!r}")
+        return LatencyPlan()
+    for key in value:
+        if key not in LatencyPlan.KEYS:
+            problems.add(f"latency.{key}", f"unknown key; allowed: {', '.join(LatencyPlan.KEYS)}")
+    default = LatencyPlan()
+    warmup = _parse_positive_int(value.get("warmup", default.warmup), "latency.warmup", problems, allow_zero=True)
+    subset = value.get("subset")
+    if subset is not None:
+        subset = _parse_positive_int(subset, "latency.subset", problems)
+    repeats = _parse_positive_int(value.get("repeats", default.repeats), "latency.repeats", problems)
+    if "repeats" in value and subset is None:
+        problems.add("latency.repeats", "only applies with latency.subset (the samples timed repeatedly)")
+    interleave = value.get("interleave", default.interleave)
+    if not isinstance(interleave, bool):
+        problems.add("latency.interleave", f"must be true or false, got {interleave!r}")
+    max_load = value.get("max_load", default.max_load)
+    if isinstance(max_load, bool) or not isinstance(max_load, (int, float)) or max_load < 0:
+        problems.add("latency.max_load", f"must be a number >= 0 (share of the CPUs), got {max_load!r}")
+        max_load = default.max_load
+    return LatencyPlan(warmup=warmup, subset=subset, repeats=repeats, interleave=interleave is not False,
+                       max_load=float(max_load))
 
 
 def _parse_generation(value, problems):

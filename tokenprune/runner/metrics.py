@@ -55,19 +55,39 @@ def flops_stats(records: list[dict], shape: flops.LLMShape, prune_layer: int | N
     return {key: statistics.fmean(row[key] for row in rows) for key in rows[0]}
 
 
-def latency_stats(records: list[dict]) -> dict:
-    """median / p90 per latency component over the samples not flagged as warm-up."""
+def latency_stats(records: list[dict], *, source: str = "samples", repeats: int = 1) -> dict:
+    """median, quartiles and p90 per latency component over the records not flagged as warm-up.
+
+    ``source``: "samples" (timed while the accuracy pass ran) or "latency-subset" (a fixed subset
+    timed ``repeats`` times, cells interleaved).
+    """
     measured = [r for r in records if not r.get("warmup")]
     out = {}
     for key in LATENCY_KEYS:
         stats = timing.summarize([(r.get("timings") or {}).get(key) for r in measured])
-        out[f"{key}_median"] = stats["median"]
-        out[f"{key}_p90"] = stats["p90"]
+        for stat in ("median", "p25", "p75", "p90"):
+            out[f"{key}_{stat}"] = stats[stat]
     out["latency_samples"] = len(measured)
+    out["source"] = source
+    out["repeats"] = repeats
     return out
 
 
-def environment(device: str, dtype: str, attn_implementation: str) -> dict:
+def host_load(meter: timing.LoadMeter, max_load: float) -> dict:
+    """How busy the host was while the cell was timed, against the grid's threshold (latency.max_load)."""
+    cpus = timing.usable_cpus()
+    threshold = round(max_load * cpus, 3)
+    other = meter.other_cpus()
+    return {
+        "cpu_count": cpus,
+        "other_cpu_load": None if other is None else round(other, 3),
+        "load_measure": meter.measure,
+        "load_threshold": float(threshold),
+        "timed_under_load": None if other is None else bool(other > threshold),
+    }
+
+
+def environment(device: str, dtype: str, attn_implementation: str, load: dict | None = None) -> dict:
     import transformers
 
     from .. import __version__
@@ -87,4 +107,5 @@ def environment(device: str, dtype: str, attn_implementation: str) -> dict:
         env["load_average_1min"] = round(os.getloadavg()[0], 2)
     if device.startswith("cuda") and torch.cuda.is_available():
         env["device_name"] = torch.cuda.get_device_name(torch.device(device))
+    env.update(load or {})
     return env
