@@ -340,3 +340,6 @@ def test_frame_metadata_comes_from_the_sample():
     sample.meta["frame_indices"] = [0, 1]
     with pytest.raises(ValueError, match="'v'.*2 entries for 3 frames"):
         VideoClip.from_sample(sample)
+    del sample.meta["frame_indices"], sample.meta["video_frames"]
+    with pytest.raises(ValueError, match="'v'.*video_fps'] needs meta\\['video_frames'\\]"):
+        VideoClip.from_sample(sample)

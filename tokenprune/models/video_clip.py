@@ -2,12 +2,13 @@
 
 Benchmarks sample the frames (``Sample.frames``: the protocol's frame count, drawn uniformly) and
 may record in ``Sample.meta`` where they came from: ``frame_indices`` (each frame's index in the
-source video), ``video_fps`` (the source's frame rate) and ``video_frames`` (its length). Both input
-builders hand the frames over as they are, with this metadata (``video_metadata`` and
-``do_sample_frames=False`` for transformers' processors): Qwen3-VL's video processor would otherwise
-re-sample at 2 fps, drawing again from frames already drawn (and, with no frame rate known, reading
-them as 24 fps: 32 frames become 4). Missing values take transformers' defaults for frames given
-without metadata: indices 0..n-1, a length of n, no frame rate (24 fps where one is needed).
+source video), ``video_fps`` (the source's frame rate) and, with it, ``video_frames`` (the source's
+length). Both input builders hand the frames over as they are, with this metadata
+(``video_metadata`` and ``do_sample_frames=False`` for transformers' processors): Qwen3-VL's video
+processor would otherwise re-sample at 2 fps, drawing again from frames already drawn (and, with no
+frame rate known, reading them as 24 fps: 32 frames become 4). Missing values take transformers'
+defaults for frames given without metadata: indices 0..n-1, a length of n, no frame rate (24 fps
+where one is needed).
 """
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ class VideoClip:
             raise ValueError(f"sample {sample.id!r}: meta['frame_indices'] has {len(indices)} entries for "
                              f"{len(frames)} frames")
         fps = meta.get("video_fps")
+        if fps and "video_frames" not in meta:  # the sampled rate is frames / length * fps
+            raise ValueError(f"sample {sample.id!r}: meta['video_fps'] needs meta['video_frames'], the source "
+                             "video's length in frames")
         total = int(meta.get("video_frames", len(frames)))
         return cls(frames, indices, float(fps) if fps else None, total)
 
