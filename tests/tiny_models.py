@@ -89,6 +89,20 @@ def _seeded(fn):
     return wrapper
 
 
+class ProcessorConfig:
+    """A processor_config.json with these values, saved beside a processor's parts."""
+
+    def __init__(self, **values):
+        self.values = values
+
+    def save_pretrained(self, path: str):
+        import json
+        import os
+
+        with open(os.path.join(path, "processor_config.json"), "w", encoding="utf-8") as f:
+            json.dump(self.values, f, indent=2)
+
+
 def _finish(model, processor, adapter: str, *, attn_implementation="sdpa"):
     """Save model + processor, then load them back through the registered adapter."""
     import tokenprune.models as tm
@@ -148,13 +162,18 @@ def special_ids() -> list[int]:
 
 
 def _qwen_processor(patch: int, timestamps=False, seconds_per_grid=False):
-    from tokenprune.models.qwen_inputs import QwenProcessor
+    """Images and video share the pixel limits (a checkpoint without a video config); Qwen3-VL
+    (``timestamps``) sizes video over the whole clip."""
+    from dataclasses import replace
+
+    from tokenprune.models.qwen_inputs import QWEN2_VIDEO, QWEN3_VIDEO, QwenProcessor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     factor = patch * 2
-    image_processor = Qwen2VLImageProcessorPil(patch_size=patch, merge_size=2, temporal_patch_size=2,
-                                               min_pixels=factor * factor * 4, max_pixels=factor * factor * 48)
-    return QwenProcessor(tokenizer(), image_processor, QWEN_CHAT, timestamps=timestamps,
+    limits = dict(min_pixels=factor * factor * 4, max_pixels=factor * factor * 48)
+    image_processor = Qwen2VLImageProcessorPil(patch_size=patch, merge_size=2, temporal_patch_size=2, **limits)
+    video = replace(QWEN3_VIDEO if timestamps else QWEN2_VIDEO, patch_size=patch, **limits)
+    return QwenProcessor(tokenizer(), image_processor, QWEN_CHAT, video=video, timestamps=timestamps,
                          seconds_per_grid=seconds_per_grid)
 
 
@@ -258,4 +277,7 @@ def llava_onevision(layers: int = 4, attn_implementation: str = "sdpa"):
         model.model.image_newline.normal_()
     image_processor = LlavaOnevisionImageProcessorPil(size={"height": 28, "width": 28}, image_grid_pinpoints=PINPOINTS)
     processor = OnevisionProcessor(tokenizer(), image_processor, LLAVA_CHAT)
-    return _finish(model, processor, "llava_onevision", attn_implementation=attn_implementation)
+    # what transformers' OneVision processor saves besides its parts (read where it runs, with torchvision)
+    extra = ProcessorConfig(processor_class="LlavaOnevisionProcessor", num_image_tokens=16,
+                            vision_feature_select_strategy="full", vision_aspect_ratio="anyres_max_9")
+    return _finish(model, (processor, extra), "llava_onevision", attn_implementation=attn_implementation)

@@ -90,6 +90,13 @@ class VLM:
         self.resize_plan = None
         self.native_visual: list[int] | None = None
 
+    @property
+    def input_builder(self) -> str:
+        """Who built this model's inputs: "official" (its transformers processor, what the base
+        ``load_processor`` loads) or "tokenprune" (a builder of tokenprune.models, where the official
+        processor cannot run); see tokenprune.models.official_inputs."""
+        return getattr(self.processor, "input_builder", "official")
+
     def resize_hooks(self) -> list:
         """Removable hooks the model needs to run on resized images (e.g. position interpolation)."""
         return []

@@ -7,31 +7,58 @@ Videos: every frame is pooled to ceil(side/2) x ceil(side/2) tokens; frames are
 t = 0..F-1 of the grid, and one newline token closes the video (placed one
 column past the last row of the last frame).
 
-transformers' OneVision processor needs torchvision (its video processor), so
-inputs are built from the tokenizer and the PIL image processor; the number of
-placeholder tokens per image comes from the model's own packing.
+Inputs come from transformers' OneVision processor where torchvision is importable, else from
+``OnevisionProcessor`` (tokenizer + PIL image processor + the video processor's settings), whose
+placeholder count per image comes from the model's own packing (see official_inputs).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from transformers import AutoTokenizer, BatchFeature
 
 from ..engine.spans import Visuals, finish, raster
-from . import anyres, prompts
+from . import anyres, official_inputs, prompts
 from .llava_next import LlavaNextAdapter
-from .qwen_inputs import _chat_template, _split_keep
+from .processor_files import chat_template, video_processor_config
+from .qwen_inputs import _split_keep
+from .video_clip import FrameNorm, VideoClip
+
+
+@dataclass(frozen=True)
+class FrameRules:
+    """``LlavaOnevisionVideoProcessor``'s settings: every frame resized to height x width, then normalised
+    (its class defaults, overridden by the checkpoint's video processor config)."""
+
+    height: int = 384
+    width: int = 384
+    norm: FrameNorm = FrameNorm()
+
+    @classmethod
+    def load(cls, checkpoint: str) -> "FrameRules":
+        cfg = video_processor_config(checkpoint)
+        size = cfg.get("size") or {}
+        return cls(size.get("height", cls.height), size.get("width", cls.width), cls.norm.with_config(cfg))
+
+    def pixels(self, clip: VideoClip) -> torch.Tensor:
+        """[F, C, H, W] for one clip."""
+        return torch.from_numpy(np.stack([self.norm.pixels(f, self.height, self.width) for f in clip.frames]))
 
 
 class OnevisionProcessor:
-    """Tokenizer + PIL image processor (+ chat template); media counting is the adapter's job."""
+    """Tokenizer + PIL image processor (+ chat template and frame rules); the number of tokens per image
+    comes from the caller (the model's packing)."""
 
-    def __init__(self, tokenizer, image_processor, chat_template=None):
+    input_builder = "tokenprune"
+
+    def __init__(self, tokenizer, image_processor, chat_template=None, frames: FrameRules | None = None):
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.chat_template = chat_template or getattr(tokenizer, "chat_template", None)
+        self.frame_rules = frames or FrameRules()
         self.tokenizer.padding_side = "left"
 
     @classmethod
@@ -42,7 +69,7 @@ class OnevisionProcessor:
 
         tokenizer = AutoTokenizer.from_pretrained(checkpoint)
         return cls(tokenizer, LlavaOnevisionImageProcessorPil.from_pretrained(checkpoint),
-                   _chat_template(checkpoint, tokenizer))
+                   chat_template(checkpoint, tokenizer), FrameRules.load(checkpoint))
 
     def save_pretrained(self, path: str):
         if self.chat_template:
@@ -53,17 +80,38 @@ class OnevisionProcessor:
     def apply_chat_template(self, conversation, **kwargs):
         return self.tokenizer.apply_chat_template(conversation, chat_template=self.chat_template, **kwargs)
 
-    def frames(self, frames: list) -> torch.Tensor:
-        """[F, C, H, W]: each frame resized to the base resolution, rescaled and normalised."""
-        ip = self.image_processor
-        h, w = ip.size["height"], ip.size["width"]
-        mean = np.asarray(ip.image_mean, dtype=np.float32)[:, None, None]
-        std = np.asarray(ip.image_std, dtype=np.float32)[:, None, None]
-        out = []
-        for f in frames:
-            arr = np.asarray(f.convert("RGB").resize((w, h), resample=int(ip.resample)), dtype=np.float32)
-            out.append((arr.transpose(2, 0, 1) * ip.rescale_factor - mean) / std)
-        return torch.from_numpy(np.stack(out))
+    def __call__(self, texts: list[str], images: list[list], videos: list[list[VideoClip]], *,
+                 count_image_tokens, pooled: int) -> BatchFeature:
+        """texts[i] holds one placeholder per entry of images[i] / videos[i]; ``count_image_tokens(pixel
+        inputs, images per sample)`` gives each image's token count, ``pooled`` a frame's pooled side."""
+        out = {}
+        per_sample = [len(g) for g in images]
+        if any(per_sample):
+            enc = self.image_processor(images=[g for g in images if g], return_tensors="pt")
+            out = {"pixel_values": enc["pixel_values"], "image_sizes": enc["image_sizes"]}
+            if any(n > 1 for n in per_sample):
+                out["batch_num_images"] = torch.tensor([n for n in per_sample if n])
+        image_counts = iter(count_image_tokens(out, per_sample))
+        clips = [clip for group in videos for clip in group]
+        frames = [self.frame_rules.pixels(c) for c in clips]
+        if frames:
+            if len({f.shape for f in frames}) > 1:
+                raise ValueError("videos of one batch must have the same number of frames")
+            out["pixel_values_videos"] = torch.stack(frames)
+        clip_frames = iter(len(c.frames) for c in clips)
+        expanded = []
+        for text in texts:
+            parts = []
+            for piece in _split_keep(text, ("<image>", "<video>")):
+                if piece == "<image>":
+                    parts.append("<image>" * next(image_counts))
+                elif piece == "<video>":
+                    parts.append("<video>" * (next(clip_frames) * pooled ** 2 + 1))
+                else:
+                    parts.append(piece)
+            expanded.append("".join(parts))
+        enc = self.tokenizer(expanded, padding=True, return_tensors="pt", add_special_tokens=False)
+        return BatchFeature({**enc, **out})
 
 
 class LlavaOnevisionAdapter(LlavaNextAdapter):
@@ -78,6 +126,8 @@ class LlavaOnevisionAdapter(LlavaNextAdapter):
 
     @classmethod
     def load_processor(cls, checkpoint: str):
+        if official_inputs.use_official(cls.name):
+            return official_inputs.OfficialProcessor.from_pretrained(checkpoint)
         return OnevisionProcessor.from_pretrained(checkpoint)
 
     @property
@@ -158,38 +208,12 @@ class LlavaOnevisionAdapter(LlavaNextAdapter):
         return [int(f.numel()) for f in flags]
 
     def build_inputs(self, samples):
-        proc = self.processor
-        texts, image_groups, clips = [], [], []
+        texts, images, videos = [], [], []
         for s in samples:
-            imgs, frames = prompts.media(s)
-            conv = prompts.user_turn(s.prompt, n_images=len(imgs), n_videos=1 if frames else 0)
-            texts.append(prompts.render(proc, conv, lambda c: prompts.vicuna_fallback(c)))
-            image_groups.append(imgs)
-            clips.append(frames)
-        out = {}
-        per_sample = [len(g) for g in image_groups]
-        if any(per_sample):
-            groups = [g for g in image_groups if g]
-            enc = proc.image_processor(images=groups, return_tensors="pt")
-            out = {"pixel_values": enc["pixel_values"], "image_sizes": enc["image_sizes"]}
-            if any(n > 1 for n in per_sample):
-                out["batch_num_images"] = torch.tensor([n for n in per_sample if n])
-        image_counts = iter(self._image_token_counts(out, per_sample))
-        videos = [proc.frames(f) for f in clips if f]
-        if videos:
-            if len({v.shape for v in videos}) > 1:
-                raise ValueError("videos of one batch must have the same number of frames")
-            out["pixel_values_videos"] = torch.stack(videos)
-        expanded = []
-        for text, clip in zip(texts, clips):
-            parts = []
-            for piece in _split_keep(text, ("<image>", "<video>")):
-                if piece == "<image>":
-                    parts.append("<image>" * next(image_counts))
-                elif piece == "<video>":
-                    parts.append("<video>" * (len(clip) * self.pooled ** 2 + 1))
-                else:
-                    parts.append(piece)
-            expanded.append("".join(parts))
-        enc = proc.tokenizer(expanded, padding=True, return_tensors="pt", add_special_tokens=False)
-        return BatchFeature({**enc, **out})
+            imgs, _ = prompts.media(s)
+            clip = VideoClip.from_sample(s)
+            conv = prompts.user_turn(s.prompt, n_images=len(imgs), n_videos=1 if clip else 0)
+            texts.append(prompts.render(self.processor, conv, lambda c: prompts.vicuna_fallback(c)))
+            images.append(imgs)
+            videos.append([clip] if clip else [])
+        return self.processor(texts, images, videos, count_image_tokens=self._image_token_counts, pooled=self.pooled)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from .qwen_inputs import QWEN3_VIDEO
 from .qwen_vl import Qwen2VLAdapter
 
 
@@ -27,6 +28,7 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
     name = "qwen3_vl"
     model_classes = ("Qwen3VLForConditionalGeneration",)
     timestamps = True
+    video_defaults = QWEN3_VIDEO  # sizes a clip over frames x height x width
     needs_after_layer = True
 
     def _kept(self, outcome, prefill):

@@ -1,20 +1,26 @@
-"""Qwen-VL inputs without torchvision: the tokenizer plus the PIL image processor.
+"""Qwen-VL inputs without torchvision: the tokenizer, the PIL image processor and the video processor's rules.
 
-transformers' Qwen processors need torchvision (their video processor does).
-This small processor does what they do for our purposes: render the chat
-template, expand each ``<|image_pad|>`` / ``<|video_pad|>`` to one token per
-merged patch, patchify images with ``Qwen2VLImageProcessorPil`` and video
-frames with the same processor (frames paired into temporal patches), and
-return ``mm_token_type_ids`` (0 text, 1 image, 2 video), which 5.x requires.
+transformers' Qwen processors need torchvision (their video processors do). This builder gives the
+same inputs: it renders the chat template, expands each ``<|image_pad|>`` to one token per merged
+patch and each ``<|video_pad|>`` likewise (Qwen3-VL: one ``<t seconds><|vision_start|>...<|vision_end|>``
+block per temporal patch), patchifies images with ``Qwen2VLImageProcessorPil`` and videos as the
+family's video processor does, with the settings of the checkpoint's video processor config, and
+returns ``mm_token_type_ids`` (0 text, 1 image, 2 video), which 5.x requires. Video frames are
+resized with PIL, so their pixel values can differ from torchvision's by rounding; grids, token
+counts and text are the official ones.
 """
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from transformers import AutoTokenizer, BatchFeature
-from transformers.utils import cached_file
+
+from .processor_files import VIDEO_CONFIG, chat_template, video_processor_config
+from .video_clip import FrameNorm, VideoClip
 
 IMAGE_PAD, VIDEO_PAD = "<|image_pad|>", "<|video_pad|>"
 VISION_START, VISION_END = "<|vision_start|>", "<|vision_end|>"
@@ -26,114 +32,166 @@ def _pil_image_processor():
     return Qwen2VLImageProcessorPil
 
 
-def _chat_template(checkpoint: str, tokenizer) -> str | None:
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.chat_template
-    for name in ("chat_template.jinja", "chat_template.json"):
-        path = os.path.join(checkpoint, name) if os.path.isdir(checkpoint) else cached_file(
-            checkpoint, name, _raise_exceptions_for_missing_entries=False)
-        if path and os.path.exists(path):
-            text = open(path, encoding="utf-8").read()
-            if name.endswith(".json"):
-                import json
+@dataclass(frozen=True)
+class VideoRules:
+    """The settings of a Qwen video processor that decide its output (named as in its config)."""
 
-                text = json.loads(text)["chat_template"]
-            return text
-    return None
+    processor_type: str
+    min_pixels: int  # size["shortest_edge"]
+    max_pixels: int  # size["longest_edge"]
+    patch_size: int
+    temporal_patch_size: int = 2
+    merge_size: int = 2
+    norm: FrameNorm = FrameNorm()
+    joint: bool = False  # Qwen3-VL sizes a clip over frames x height x width, Qwen2-VL each frame alone
+
+    def with_config(self, cfg: dict) -> "VideoRules":
+        """These defaults overridden by a video processor config (``size``, or Qwen2-VL's legacy min/max_pixels)."""
+        size = dict(cfg.get("size") or {})
+        changes = {"min_pixels": cfg.get("min_pixels", size.get("shortest_edge")),
+                   "max_pixels": cfg.get("max_pixels", size.get("longest_edge"))}
+        for key in ("patch_size", "temporal_patch_size", "merge_size"):
+            changes[key] = cfg.get(key)
+        changes["norm"] = self.norm.with_config(cfg)
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def load(cls, checkpoint: str, defaults: "VideoRules") -> "VideoRules":
+        return defaults.with_config(video_processor_config(checkpoint))
+
+    def to_config(self) -> dict:
+        """The settings as a video_preprocessor_config.json that transformers reads back to the same processor."""
+        return {"video_processor_type": self.processor_type,
+                "size": {"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels},
+                "patch_size": self.patch_size, "temporal_patch_size": self.temporal_patch_size,
+                "merge_size": self.merge_size, **self.norm.to_config()}
+
+    def frame_size(self, frames: int, height: int, width: int) -> tuple[int, int]:
+        """(height, width) every frame of a ``frames``-frame clip is resized to: the video processor's smart_resize."""
+        factor = self.patch_size * self.merge_size
+        if self.joint:
+            from transformers.models.qwen3_vl.video_processing_qwen3_vl import smart_resize as clip_resize
+
+            if frames < self.temporal_patch_size:
+                raise ValueError(f"a Qwen3-VL video needs at least {self.temporal_patch_size} frames "
+                                 f"(its video processor refuses fewer); got {frames}")
+            return clip_resize(frames, height, width, temporal_factor=self.temporal_patch_size, factor=factor,
+                               min_pixels=self.min_pixels, max_pixels=self.max_pixels)
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+        return smart_resize(height, width, factor=factor, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
+
+    def grid(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
+        """(t, h, w) in patches of a ``frames``-frame clip: the last frame repeats up to whole temporal patches."""
+        resized_height, resized_width = self.frame_size(frames, height, width)
+        temporal = -(-frames // self.temporal_patch_size)
+        return temporal, resized_height // self.patch_size, resized_width // self.patch_size
+
+    def pixels(self, clip: VideoClip) -> tuple[torch.Tensor, torch.Tensor]:
+        """(patches [t*h*w, C*tp*p*p], grid [t, h, w]): frames resized, rescaled, normalised, then patchified
+        with the last frame repeated up to whole temporal patches, in the video processor's layout."""
+        first = clip.frames[0]
+        height, width = self.frame_size(len(clip.frames), first.height, first.width)
+        video = np.stack([self.norm.pixels(f, height, width) for f in clip.frames])
+        video = np.concatenate([video, np.repeat(video[-1:], -len(video) % self.temporal_patch_size, axis=0)])
+        p, m, tp = self.patch_size, self.merge_size, self.temporal_patch_size
+        gt, gh, gw = len(video) // tp, height // p, width // p
+        patches = video.reshape(gt, tp, video.shape[1], gh // m, m, p, gw // m, m, p)
+        # (t, h/m, w/m, m, m, C, tp, p, p): Qwen2VLVideoProcessor.patchify's order
+        patches = patches.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8).reshape(gt * gh * gw, -1)
+        return torch.from_numpy(np.ascontiguousarray(patches)), torch.tensor([gt, gh, gw])
+
+
+# The video processors' class defaults, for keys a checkpoint's config leaves out.
+QWEN2_VIDEO = VideoRules("Qwen2VLVideoProcessor", min_pixels=128 * 28 * 28, max_pixels=28 * 28 * 768, patch_size=14)
+QWEN3_VIDEO = VideoRules("Qwen3VLVideoProcessor", min_pixels=128 * 32 * 32, max_pixels=32 * 32 * 768, patch_size=16,
+                         norm=FrameNorm(image_mean=(0.5, 0.5, 0.5), image_std=(0.5, 0.5, 0.5)), joint=True)
+
+
+def frame_timestamps(indices, fps: float, temporal_patch_size: int) -> list[float]:
+    """Qwen3-VL's seconds per temporal patch: the indices padded with the last one to whole patches,
+    each patch at the mean time of its first and last frame (``Qwen3VLProcessor._calculate_timestamps``)."""
+    indices = list(indices) + [indices[-1]] * (-len(indices) % temporal_patch_size)
+    seconds = [i / fps for i in indices]
+    tp = temporal_patch_size
+    return [(seconds[i] + seconds[i + tp - 1]) / 2 for i in range(0, len(seconds), tp)]
 
 
 class QwenProcessor:
-    """Tokenizer + PIL image processor; ``timestamps``: Qwen3-VL's per-frame "<t seconds>" video prompt."""
+    """Tokenizer + PIL image processor + video rules. ``timestamps``: Qwen3-VL's per-patch "<t seconds>"
+    prompt; ``seconds_per_grid``: Qwen2.5-VL's ``second_per_grid_ts``."""
 
-    def __init__(self, tokenizer, image_processor, chat_template=None, *, timestamps=False, seconds_per_grid=False):
+    input_builder = "tokenprune"
+
+    def __init__(self, tokenizer, image_processor, chat_template=None, *, video: VideoRules = QWEN2_VIDEO,
+                 timestamps=False, seconds_per_grid=False):
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.chat_template = chat_template or getattr(tokenizer, "chat_template", None)
+        self.video_rules = video
         self.timestamps = timestamps
         self.seconds_per_grid = seconds_per_grid
         self.tokenizer.padding_side = "left"
 
     @classmethod
-    def from_pretrained(cls, checkpoint: str, **kwargs) -> "QwenProcessor":
+    def from_pretrained(cls, checkpoint: str, *, video: VideoRules = QWEN2_VIDEO, **kwargs) -> "QwenProcessor":
         tokenizer = AutoTokenizer.from_pretrained(checkpoint)
         image_processor = _pil_image_processor().from_pretrained(checkpoint)
-        return cls(tokenizer, image_processor, _chat_template(checkpoint, tokenizer), **kwargs)
+        return cls(tokenizer, image_processor, chat_template(checkpoint, tokenizer),
+                   video=VideoRules.load(checkpoint, video), **kwargs)
 
     def save_pretrained(self, path: str):
         if self.chat_template:
             self.tokenizer.chat_template = self.chat_template
         self.tokenizer.save_pretrained(path)
         self.image_processor.save_pretrained(path)
+        with open(os.path.join(path, VIDEO_CONFIG), "w", encoding="utf-8") as f:
+            json.dump(self.video_rules.to_config(), f, indent=2)
 
     def apply_chat_template(self, conversation, **kwargs):
         return self.tokenizer.apply_chat_template(conversation, chat_template=self.chat_template, **kwargs)
 
-    @property
-    def merge(self) -> int:
-        return self.image_processor.merge_size
-
-    # ------------------------------------------------------------------ media
-    def images(self, images: list) -> dict:
-        if not images:
-            return {}
-        out = self.image_processor(images=images, return_tensors="pt")
-        return {"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"]}
-
-    def video(self, frames: list) -> tuple[torch.Tensor, torch.Tensor]:
-        """(patches [t*h*w, C*tp*p*p], grid [t, h, w]) for one clip; frames are paired into temporal patches."""
-        tp = self.image_processor.temporal_patch_size
-        size = frames[0].size
-        frames = [f.convert("RGB").resize(size) for f in frames]
-        frames += [frames[-1]] * (-len(frames) % tp)  # pad to whole temporal patches, as Qwen's processor does
-        per_frame = [self.image_processor(images=[f], return_tensors="np") for f in frames]
-        grid = per_frame[0]["image_grid_thw"][0]
-        n = int(grid[1] * grid[2])
-        # each image patch holds its frame tp times along the temporal axis: keep one copy per frame
-        single = [np.asarray(p["pixel_values"]).reshape(n, -1, tp, self.image_processor.patch_size ** 2)[:, :, 0]
-                  for p in per_frame]
-        groups = [np.stack(single[i:i + tp], axis=2).reshape(n, -1) for i in range(0, len(single), tp)]
-        patches = torch.from_numpy(np.concatenate(groups, axis=0))
-        return patches, torch.tensor([len(groups), int(grid[1]), int(grid[2])])
-
     # ------------------------------------------------------------------ text
-    def _expand(self, text: str, image_grids: list, video_grids: list, fps: list) -> str:
-        merge2 = self.merge ** 2
-        parts, images, videos = [], iter(image_grids), iter(zip(video_grids, fps))
+    def _video_text(self, grid: torch.Tensor, clip: VideoClip) -> str:
+        per_frame = VIDEO_PAD * int(grid[1] * grid[2] // self.video_rules.merge_size ** 2)
+        if not self.timestamps:
+            return per_frame * int(grid[0])
+        seconds = frame_timestamps(clip.indices, clip.rate, self.video_rules.temporal_patch_size)
+        return "".join(f"<{t:.1f} seconds>{VISION_START}{per_frame}{VISION_END}" for t in seconds[:int(grid[0])])
+
+    def _expand(self, text: str, image_grids: list, video_grids: list, clips: list[VideoClip]) -> str:
+        merge2 = self.image_processor.merge_size ** 2
+        parts, images, videos = [], iter(image_grids), iter(zip(video_grids, clips))
         for piece in _split_keep(text, (IMAGE_PAD, VIDEO_PAD)):
             if piece == IMAGE_PAD:
-                grid = next(images)
-                parts.append(IMAGE_PAD * int(grid.prod() // merge2))
+                parts.append(IMAGE_PAD * int(next(images).prod() // merge2))
             elif piece == VIDEO_PAD:
-                grid, rate = next(videos)
-                per_frame = int(grid[1] * grid[2] // merge2)
-                if self.timestamps:
-                    tp = self.image_processor.temporal_patch_size
-                    parts.append("".join(f"<{(tp * t + (tp - 1) / 2) / rate:.1f} seconds>{VISION_START}"
-                                         f"{VIDEO_PAD * per_frame}{VISION_END}" for t in range(int(grid[0]))))
-                else:
-                    parts.append(VIDEO_PAD * per_frame * int(grid[0]))
+                parts.append(self._video_text(*next(videos)))
             else:
                 parts.append(piece)
         return "".join(parts)
 
-    def __call__(self, texts: list[str], images: list[list], videos: list[list], fps: list[list] | None = None):
-        """texts[i] holds one placeholder per entry of images[i] / videos[i] (lists of frame lists)."""
-        fps = fps or [[1.0] * len(v) for v in videos]
+    def __call__(self, texts: list[str], images: list[list], videos: list[list[VideoClip]]) -> BatchFeature:
+        """texts[i] holds one placeholder per entry of images[i] / videos[i]."""
+        out = {}
         flat_images = [im for group in images for im in group]
-        out = self.images(flat_images)
+        if flat_images:
+            enc = self.image_processor(images=flat_images, return_tensors="pt")
+            out = {"pixel_values": enc["pixel_values"], "image_grid_thw": enc["image_grid_thw"]}
         image_grids = list(out.get("image_grid_thw", []))
-        clips = [self.video(frames) for group in videos for frames in group]
-        if clips:
-            out["pixel_values_videos"] = torch.cat([c[0] for c in clips])
-            out["video_grid_thw"] = torch.stack([c[1] for c in clips])
+        clips = [clip for group in videos for clip in group]
+        encoded = [self.video_rules.pixels(clip) for clip in clips]
+        if encoded:
+            out["pixel_values_videos"] = torch.cat([e[0] for e in encoded])
+            out["video_grid_thw"] = torch.stack([e[1] for e in encoded])
             if self.seconds_per_grid:
-                tp = self.image_processor.temporal_patch_size
-                out["second_per_grid_ts"] = torch.tensor([tp / r for group in fps for r in group])
-        video_grids = [c[1] for c in clips]
+                out["second_per_grid_ts"] = torch.tensor(
+                    [self.video_rules.temporal_patch_size / clip.sampled_fps for clip in clips])
+        video_grids = [e[1] for e in encoded]
         expanded, i_img, i_vid = [], 0, 0
-        for text, ims, vids, rates in zip(texts, images, videos, fps):
+        for text, ims, vids in zip(texts, images, videos):
             expanded.append(self._expand(text, image_grids[i_img:i_img + len(ims)],
-                                         video_grids[i_vid:i_vid + len(vids)], rates))
+                                         video_grids[i_vid:i_vid + len(vids)], clips[i_vid:i_vid + len(vids)]))
             i_img, i_vid = i_img + len(ims), i_vid + len(vids)
         enc = self.tokenizer(expanded, padding=True, return_tensors="pt", add_special_tokens=False)
         ids = enc["input_ids"]

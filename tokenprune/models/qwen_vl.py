@@ -10,12 +10,15 @@ offset. Frames are numbered across all images and videos of a sample.
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from ..engine.spans import Visuals, finish, raster
-from . import prompts
+from . import official_inputs, prompts
 from .base import VLM
-from .qwen_inputs import QwenProcessor
+from .qwen_inputs import QWEN2_VIDEO, QwenProcessor, VideoRules
+from .video_clip import VideoClip
 
 
 def _type_runs(row: torch.Tensor, image_id: int, video_id: int) -> list[tuple[int, int, str]]:
@@ -62,9 +65,13 @@ class _Grids:
 
 
 def _from_rope(pos: torch.Tensor) -> torch.Tensor:
-    """(t, row, col) from the 3 M-RoPE rows [3, n] of one run: rows and cols relative, t as ranks."""
-    t = torch.unique(pos[0], return_inverse=True)[1]
-    return torch.stack([t, pos[1] - pos[1].min(), pos[2] - pos[2].min()], dim=1).cpu()
+    """(t, row, col) from the 3 M-RoPE rows [3, n] of one run: rows and cols relative, t counting the
+    frames' raster restarts at (0, 0). The temporal row cannot tell frames apart: Qwen2.5-VL's is
+    t * second_per_grid_ts * tokens_per_second truncated to an int, equal for neighbours when that
+    step is below 1 (a clip sampled above 4 fps, or read as 24 fps when its metadata has no rate)."""
+    rows, cols = pos[1] - pos[1].min(), pos[2] - pos[2].min()
+    t = torch.cumsum(((rows == 0) & (cols == 0)).long(), dim=0) - 1
+    return torch.stack([t, rows, cols], dim=1).cpu()
 
 
 class Qwen2VLAdapter(VLM):
@@ -78,10 +85,13 @@ class Qwen2VLAdapter(VLM):
     mrope = True
     timestamps = False  # Qwen3-VL: "<t seconds>" before every frame of a video
     seconds_per_grid = False  # Qwen2.5-VL: second_per_grid_ts for video M-RoPE
+    video_defaults: ClassVar[VideoRules] = QWEN2_VIDEO  # the video processor's class defaults
 
     @classmethod
     def load_processor(cls, checkpoint: str):
-        return QwenProcessor.from_pretrained(checkpoint, timestamps=cls.timestamps,
+        if official_inputs.use_official(cls.name):
+            return official_inputs.OfficialProcessor.from_pretrained(checkpoint)
+        return QwenProcessor.from_pretrained(checkpoint, video=cls.video_defaults, timestamps=cls.timestamps,
                                              seconds_per_grid=cls.seconds_per_grid)
 
     @property
@@ -123,25 +133,25 @@ class Qwen2VLAdapter(VLM):
     supports_resize = True  # dynamic resolution: any grid of merged patches
 
     def build_inputs(self, samples):
-        texts, images, videos, fps = [], [], [], []
+        texts, images, videos = [], [], []
         self.native_visual = [] if self.resize_plan is not None else None
         for s in samples:
-            imgs, frames = prompts.media(s)
+            imgs, _ = prompts.media(s)
+            clip = VideoClip.from_sample(s)
             if self.resize_plan is not None:
-                if frames:
+                if clip:
                     raise ValueError(f"model adapter {self.name!r}: input resizing handles images, not video "
                                      f"(sample {s.id!r})")
                 imgs, native = zip(*(self._resize(im) for im in imgs)) if imgs else ((), ())
                 imgs = list(imgs)
                 self.native_visual.append(sum(native))
-            conv = prompts.user_turn(s.prompt, n_images=len(imgs), n_videos=1 if frames else 0)
+            conv = prompts.user_turn(s.prompt, n_images=len(imgs), n_videos=1 if clip else 0)
             texts.append(prompts.render(self.processor, conv, _qwen_fallback))
             images.append(imgs)
-            videos.append([frames] if frames else [])
-            fps.append([float(s.meta.get("fps", 1.0))] if frames else [])
-        inputs = self.processor(texts, images, videos, fps)
+            videos.append([clip] if clip else [])
+        inputs = self.processor(texts, images, videos)
         if self.resize_plan is not None and "image_grid_thw" in inputs:
-            merge = self.processor.merge
+            merge = self.processor.image_processor.merge_size
             got = [int(g.prod()) // merge ** 2 for g in inputs["image_grid_thw"]]
             want = [im.size[0] * im.size[1] // self._factor ** 2 for group in images for im in group]
             if got != want:

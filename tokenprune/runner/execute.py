@@ -234,8 +234,9 @@ def _cell_metrics(vlm, cell: CellSpec, bench, records: list[dict], load: dict) -
         "flops": cell_metrics.flops_stats(records, shape, prune_layer, BYTES.get(cell.model.dtype, 4)),
         "latency": cell_metrics.latency_stats(records),
         "memory": timing.peak_memory_bytes(cell.model.device),
-        "environment": cell_metrics.environment(cell.model.device, cell.model.dtype, cell.model.attn_implementation,
-                                                load),
+        "environment": {**cell_metrics.environment(cell.model.device, cell.model.dtype,
+                                                   cell.model.attn_implementation, load),
+                        "input_builder": getattr(vlm, "input_builder", None)},
         "prune_layer": prune_layer,
     }
     return out
