@@ -69,12 +69,14 @@ def test_every_problem_is_reported_at_once_with_its_place(tmp_path, capsys, empt
 
 def test_a_layer_in_a_param_list_names_its_strategy_entry(tmp_path, capsys):
     grid = write_grid(tmp_path, strategies=["fastv", {"name": "vlm_pruner", "label": "depth",
-                                                      "params": {"layer": [2, 3, 4, 6]}}])
+                                                      "params": {"layer": [2, 3, 4, 6]}},
+                                            "vlm_pruner", {"name": "vlm_pruner", "params": {"layer": 5}}])
     assert main(["run", str(grid), "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert "2 problem(s)" in err
+    assert "3 problem(s)" in err
     assert "strategies[1].params.layer: depth(layer=4) prunes at decoder layer K=4" in err
     assert "strategies[1].params.layer: depth(layer=6) prunes at decoder layer K=6" in err
+    assert "strategies[3].params.layer: vlm_pruner(layer=5) prunes at decoder layer K=5" in err
 
 
 @pytest.mark.parametrize("model, budget, bench, problem", [
@@ -164,3 +166,11 @@ def test_cells_count_the_samples_that_kept_every_token():
     records = [{"count": 4, "n_visual": 4}, {"count": 8, "n_visual": 20}, {"count": 3, "n_visual": 3},
                {"count": None, "n_visual": 5}]
     assert token_stats(records)["all_kept_samples"] == 2
+
+
+def test_smoke_runs_do_not_hold_budgets_written_for_the_real_model_against_the_bundled_one(tmp_path, capsys):
+    grid = write_grid(tmp_path, models=[{"adapter": "llava", "checkpoint": "llava-hf/llava-1.5-7b-hf"}],
+                      budgets=[192, 64], strategies=["vanilla", {"name": "saint", "params": {"layer": 8}}])
+    assert main(["run", str(grid), "--smoke", "--dry-run"]) == 0, capsys.readouterr().err
+    # the prune layer is moved into the bundled model's depth; the budgets are left to the real run
+    assert "saint(layer=8) | budget 192 | shapes" in capsys.readouterr().out

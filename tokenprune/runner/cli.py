@@ -86,7 +86,7 @@ def run_command(args) -> int:
         if depth:
             grid.cells = clamp_layers(grid.cells, depth)
     if not getattr(args, "no_preflight", False):
-        preflight.check(grid)  # every model's config against every cell, before anything runs
+        preflight.check(grid, budgets=not smoke)  # every model's config against every cell, before anything runs
     if args.dry_run:
         print(f"{grid.name}: {len(grid.cells)} cells, executor {grid.executor}")
         for cell in grid.cells:

@@ -111,7 +111,7 @@ def decoder_depth(config) -> int | None:
 
 
 class _Places:
-    """Where a model, strategy, budget or benchmark of the cells is written in the (effective) grid."""
+    """Where a model, strategy or budget of the cells is written in the (effective, overridden) grid."""
 
     def __init__(self, grid: Grid):
         self.raw = grid.raw
@@ -121,17 +121,18 @@ class _Places:
         return f"models[{self.models.index(spec)}]"
 
     def strategy(self, cell) -> str:
-        entries = self.raw.get("strategies") or []
-        found = None
-        for i, entry in enumerate(entries):
+        # a cell's label is the entry's label (or name) plus its params, as grid.py writes it
+        for i, entry in enumerate(self.raw.get("strategies") or []):
             entry = {"name": entry} if isinstance(entry, str) else entry
             if not isinstance(entry, dict) or entry.get("name") != cell.strategy:
                 continue
-            if entry.get("label") and cell.label.startswith(entry["label"]):
-                return f"strategies[{i}]"  # an explicit label names one entry
-            if found is None and not entry.get("label"):
-                found = i
-        return f"strategies[{found}]" if found is not None else "strategies"
+            params = entry.get("params") if isinstance(entry.get("params"), dict) else {}
+            if entry.get("label"):
+                if cell.label.startswith(entry["label"]):
+                    return f"strategies[{i}]"
+            elif cell.label == entry["name"] if not params else all(f"{k}=" in cell.label for k in params):
+                return f"strategies[{i}]"
+        return "strategies"
 
     def budget(self, budget: int) -> str:
         budgets = self.raw.get("budgets")
@@ -142,63 +143,75 @@ class _Places:
         return "budgets.count" if isinstance(budgets, dict) else "budgets"
 
 
-def check(grid: Grid, source: str | None = None):
-    """Raise one ConfigError listing every problem of the grid's cells against its models' configs."""
-    from .. import registry
-    from ..api import strategy_class
-    from ..models import adapter_class
-
-    problems = _Problems(source or str(grid.path or grid.name))
+def check(grid: Grid, *, budgets: bool = True):
+    """Raise one ConfigError listing every problem of the grid's cells against its models' configs.
+    ``budgets=False`` (--smoke, whose model the budgets were not written for) leaves budgets unchecked."""
+    problems = _Problems(str(grid.path or grid.name))
     places = _Places(grid)
-    seen: set[tuple[str, str]] = set()
-
-    def add(where: str, message: str):
-        if (where, message) not in seen:
-            seen.add((where, message))
-            problems.add(where, message)
-
+    found: dict[tuple[str, str], None] = {}  # each problem once, however many cells share it
     facts = {}
     for model in places.models:
-        where = places.model(model)
         try:
             facts[model] = read_configs(model.checkpoint)
         except ConfigError as exc:
-            add(f"{where}.checkpoint", str(exc))
-    benches = {}
+            found[(f"{places.model(model)}.checkpoint", str(exc))] = None
+    images: dict = {}
     for cell in grid.cells:
-        if cell.model not in facts or cell.strategy == "vanilla":
+        config, preprocessor = facts.get(cell.model, (None, {}))
+        if config is None or cell.strategy == "vanilla":
             continue
-        config, preprocessor = facts[cell.model]
-        if config is None:
-            continue
-        model_where = f"{places.model(cell.model)} ({cell.model.checkpoint})"
-        layer = strategy_class(cell.strategy)(**cell.params).prune_layer
-        depth = decoder_depth(config)
-        if layer is not None and depth is not None and layer >= depth:
-            add(f"{places.strategy(cell)}.params.layer",
-                f"{cell.label or cell.strategy} prunes at decoder layer K={layer}, but {model_where} has "
-                f"{depth} decoder layers: K must be between 1 and {depth - 1}")
-        if cell.budget is None:
-            continue
-        key = (cell.benchmark, json.dumps(cell.benchmark_options, sort_keys=True, default=str))
-        if key not in benches:
-            try:
-                benches[key] = registry.lookup("benchmarks", cell.benchmark)(**cell.benchmark_options).max_images()
-            except TokenpruneError:
-                benches[key] = None  # the grid's own checks already reported it
-        images = benches[key]
+        model = f"{places.model(cell.model)} ({cell.model.checkpoint})"
+        for problem in (_layer_problem(cell, config, model, places),
+                        budgets and _budget_problem(cell, config, preprocessor, model, places, images)):
+            if problem:
+                found[problem] = None
+    for where, message in found:
+        problems.add(where, message)
+    try:
+        problems.raise_if_any()
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}\n(checked against the models' configs before the run; --no-preflight skips "
+                          "this)") from None
+
+
+def _layer_problem(cell, config, model: str, places: _Places):
+    from ..api import strategy_class
+
+    layer = strategy_class(cell.strategy)(**cell.params).prune_layer
+    depth = decoder_depth(config)
+    if layer is not None and depth is not None and layer >= depth:
+        return (f"{places.strategy(cell)}.params.layer",
+                f"{cell.label or cell.strategy} prunes at decoder layer K={layer}, but {model} has {depth} "
+                f"decoder layers: K must be between 1 and {depth - 1}")
+    return None
+
+
+def _budget_problem(cell, config, preprocessor: dict, model: str, places: _Places, images: dict):
+    """An absolute budget above the most visual tokens a sample can have (``images`` caches, per
+    benchmark, the most images a sample shows)."""
+    from .. import registry
+    from ..models import adapter_class
+
+    if cell.budget is None:
+        return None
+    key = (cell.benchmark, json.dumps(cell.benchmark_options, sort_keys=True, default=str))
+    if key not in images:
         try:
-            per_image = adapter_class(cell.model.adapter).max_visual_tokens(config, preprocessor)
-        except (AttributeError, TypeError, ValueError):
-            per_image = None  # a config without the fields the adapter reads: the run will say more
-        if not images or per_image is None:
-            continue
-        most, exact = per_image
-        if cell.budget > most * images:
-            what = (f"every image becomes exactly {most} visual tokens" if exact else
-                    f"an image becomes at most {most} visual tokens (the image processor's largest size)")
-            shown = f"{images} images" if images > 1 else "one image"
-            add(places.budget(cell.budget),
-                f"budget {cell.budget} is more than a sample of {cell.benchmark} can have on {model_where}: "
-                f"it shows at most {shown} and {what}; such a budget would keep every token")
-    problems.raise_if_any()
+            images[key] = registry.lookup("benchmarks", cell.benchmark)(**cell.benchmark_options).max_images()
+        except TokenpruneError:
+            images[key] = None  # the grid's own checks reported it
+    try:
+        per_image = adapter_class(cell.model.adapter).max_visual_tokens(config, preprocessor)
+    except (AttributeError, TypeError, ValueError):
+        per_image = None  # a config without the fields the adapter reads: the run will say more
+    if not images[key] or per_image is None:
+        return None
+    most, exact = per_image
+    if cell.budget <= most * images[key]:
+        return None
+    what = (f"every image becomes exactly {most} visual tokens" if exact else
+            f"an image becomes at most {most} visual tokens (the image processor's largest size)")
+    shown = f"{images[key]} images" if images[key] > 1 else "one image"
+    return (places.budget(cell.budget),
+            f"budget {cell.budget} is more than a sample of {cell.benchmark} can have on {model}: it shows at "
+            f"most {shown} and {what}; such a budget would keep every token")
