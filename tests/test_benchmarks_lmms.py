@@ -26,8 +26,12 @@ def test_setup_cfg_declares_the_lmms_eval_entry_point_and_extra():
     assert "lmms-eval" not in cfg["options"]["install_requires"]
 
 
-@pytest.mark.skipif(HAVE_LMMS, reason="checks behaviour without lmms-eval")
-def test_module_imports_without_lmms_eval_and_says_what_is_missing():
+def test_module_imports_without_lmms_eval_and_says_what_is_missing(monkeypatch):
+    import sys
+
+    for name in [m for m in sys.modules if m == "lmms_eval" or m.startswith("lmms_eval.")] + ["lmms_eval"]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if lmms-eval were not installed
+    monkeypatch.delitem(vars(bridge), "TokenpruneLMMS", raising=False)  # built on first access when it is
     with pytest.raises(ModuleNotFoundError, match="lmms_eval"):
         bridge.TokenpruneLMMS
     with pytest.raises(ModuleNotFoundError, match="lmms_eval"):
@@ -120,6 +124,35 @@ def test_entry_point_resolves_to_an_lmms_model():
     (manifest,) = bridge.manifests()
     assert manifest.model_id == "tokenprune" and manifest.simple_class_path == bridge.CLASS_PATH
     assert issubclass(bridge.TokenpruneLMMS, lmms) and bridge.TokenpruneLMMS.is_simple
+
+
+@needs_lmms
+def test_lmms_eval_runs_the_bundled_model_through_the_bridge():
+    """lmms-eval resolves --model tokenprune through the entry point and answers its generate_until
+    requests (lmms-eval's own Instance objects) exactly as tokenprune's pruned generation does."""
+    from lmms_eval.api.instance import Instance
+    from lmms_eval.models import get_model
+
+    from tokenprune.benchmarks.shapes import Shapes
+    from tokenprune.runner.execute import resolve_checkpoint
+
+    model = get_model("tokenprune")(adapter="llava", checkpoint="zoo:shapes-llava-144", strategy="fastv",
+                                    budget="16", layer="2", dtype="float32", device="cpu")
+    samples = list(Shapes(limit=3).samples())
+    model.task_dict = {"shapes": {"test": {i: s for i, s in enumerate(samples)}}}
+    gen_kwargs = {"max_new_tokens": 4, "until": ["\n"]}
+    requests = [Instance("generate_until", (s.prompt, dict(gen_kwargs), lambda doc: doc.images, i, "shapes", "test"),
+                         idx=0, metadata={"task": "shapes", "doc_id": i, "repeats": 1}) for i, s in enumerate(samples)]
+    answers = model.generate_until(requests)
+    handle = model.generator.handle
+    assert handle.strategy.name == "fastv" and handle.budget == 16 and handle.strategy.cfg.layer == 2
+
+    vlm = tokenprune.models.load("llava", resolve_checkpoint("zoo:shapes-llava-144"))
+    ours = []
+    with tokenprune.apply(vlm, "fastv", 16, layer=2):
+        for s in samples:
+            ours.append(bridge.cut_at_stops(vlm.generate(vlm.build_inputs([s]), max_new_tokens=4).texts[0], "\n"))
+    assert answers == ours and all(answers)
 
 
 PREDICTIONS = ["Yes", "no", "Yes.", "yes, there is", " No", "N", "maybe", "two", "The answer is (B).", "B",

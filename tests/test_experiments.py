@@ -16,11 +16,14 @@ GRIDS = sorted((ROOT / "experiments").rglob("*.yaml"))
 PAPER = sorted((ROOT / "experiments" / "paper").glob("*.yaml"))
 
 sys.path.insert(0, str(Path(__file__).parent))
+import hub_cache  # noqa: E402
 import tiny_models  # noqa: E402
 
 
 @pytest.mark.parametrize("grid", GRIDS, ids=lambda p: str(p.relative_to(ROOT)))
-def test_every_grid_validates(grid, capsys):
+def test_every_grid_validates(grid, capsys, monkeypatch, tmp_path):
+    # the pre-flight reads the configs of the hub checkpoints from a local cache, offline
+    hub_cache.offline_cache(monkeypatch, tmp_path / "hub")
     assert main(["run", str(grid), "--dry-run"]) == 0, capsys.readouterr().err
     assert " cells, executor " in capsys.readouterr().out
 

@@ -474,7 +474,7 @@ def test_cpu_and_gpu_merge_arithmetic_agree():
     torch.testing.assert_close(sparse[0][1, 2], (weight[1][mine, None] * h[1][mine]).sum(0) / z.clamp_min(1e-8))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_cuda_matches_cpu():
     case = case_named("b64__smooth__s1001")
     s = tp.get_strategy("vlm_pruner", **case_params(case))

@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run an experiment grid (YAML)")
     p.add_argument("grid", help="path to the grid YAML, e.g. experiments/sweep.yaml")
     p.add_argument("--dry-run", action="store_true", help="validate the grid and print its cells; run nothing")
+    p.add_argument("--no-preflight", action="store_true",
+                   help="skip reading the models' configs before the run (checkpoint, layer and budget checks)")
     p.add_argument("--out", help="run directory (default: runs/<grid name>, runs/<grid name>-smoke with --smoke)")
     p.add_argument("--executor", help="override the grid's executor")
     p.add_argument("--smoke", action="store_true", help="substitute the bundled model and a small limit (exercise any grid on CPU)")

@@ -28,7 +28,8 @@ def _to(x, device, dtype):
     return x
 
 
-def time_select(strategy, shape: dict, budget: int, batch: int, device: str, dtype, repeats: int, warmup: int):
+def device_inputs(strategy, shape: dict, batch: int, device: str, dtype):
+    """(keys, attn, coords, ctx) of ``shape`` for ``strategy``, on ``device`` in ``dtype`` (same values anywhere)."""
     keys, attn, coords, ctx = make_inputs(strategy, batch=batch, h=shape["h"], w=shape["w"], dk=shape["dk"],
                                           d=shape["d"], text_len=32)
     keys, attn, coords = _to(keys, device, dtype), _to(attn, device, dtype), coords.to(device)
@@ -38,6 +39,11 @@ def time_select(strategy, shape: dict, budget: int, batch: int, device: str, dty
         ctx.final_norm = ctx.final_norm.to(device=device, dtype=dtype)
     if shape.get("head_dim"):  # the engine fills it from the model config (saint averages heads)
         ctx.extras["head_dim"] = shape["head_dim"]
+    return keys, attn, coords, ctx
+
+
+def time_select(strategy, shape: dict, budget: int, batch: int, device: str, dtype, repeats: int, warmup: int):
+    keys, attn, coords, ctx = device_inputs(strategy, shape, batch, device, dtype)
     seeds = [g.initial_seed() for g in ctx.generator]
     times = []
     for i in range(warmup + repeats):

@@ -62,6 +62,9 @@ class DatasetBenchmark(Benchmark):
         source["protocol"] = cfg.protocol
         return source
 
+    def max_images(self) -> int | None:
+        return 1  # one image per question (none for ScienceQA's text-only questions); video: VideoBenchmark
+
     def local_base(self) -> Path | None:
         """The folder relative image paths in a local copy start from."""
         path = Path(self.cfg.dataset).expanduser()
@@ -132,3 +135,6 @@ class VideoBenchmark(DatasetBenchmark):
         source["num_frames"] = self.cfg.num_frames
         source["frame_sampling"] = "uniform"
         return source
+
+    def max_images(self) -> int | None:
+        return None  # frames, not images

@@ -68,3 +68,8 @@ class Benchmark:
     def source(self) -> dict[str, Any]:
         """Provenance recorded with every result: dataset id or path, revision, split."""
         return {}
+
+    def max_images(self) -> int | None:
+        """The most images one sample shows when no sample holds video frames; None when samples may hold
+        video or the count is unknown. The run's pre-flight checks absolute budgets against it."""
+        return None

@@ -58,6 +58,9 @@ class SEEDBench(DatasetBenchmark):
                   "dimension": DIMENSIONS.get(int(type_id)) if str(type_id).isdigit() else None},
         )
 
+    def max_images(self):
+        return 1 if self.cfg.data_type == "image" else None  # video questions come as frames
+
     def score(self, sample, prediction):
         text = self.clean(prediction)
         return {"pred": seed_letter(text), "correct": float(seed_correct(text, sample.references))}

@@ -98,6 +98,9 @@ class Shapes(Benchmark):
             return {"accuracy": float("nan"), "n": 0}
         return {**accuracy_with_breakdowns(records, "type"), "n": len(records)}
 
+    def max_images(self) -> int:
+        return 1
+
     def source(self) -> dict:
         return {"dataset": "tokenprune.benchmarks.shapes (synthetic, rendered offline)", "split": "eval",
                 "split_seed": SPLIT_SEED, "size": self.cfg.size, "image_size": self.cfg.image_size}

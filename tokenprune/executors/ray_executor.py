@@ -24,7 +24,14 @@ class RayExecutor(Executor):
             raise ConfigError("executor 'ray' needs Ray: pip install 'tokenprune[ray]'") from None
         started_here = not ray.is_initialized()
         if started_here:
-            ray.init(address=self.options["address"], include_dashboard=False, ignore_reinit_error=True)
+            ray.init(address=self.options["address"], include_dashboard=False)
+        try:
+            return self._run(ray, groups, store, warmup, progress)
+        finally:
+            if started_here:  # a local instance started for this sweep goes with it (and its worker processes)
+                ray.shutdown()
+
+    def _run(self, ray, groups, store, warmup, progress):
         task = ray.remote(num_gpus=self.options["num_gpus"], num_cpus=self.options["num_cpus"])(run_detached)
         futures = [(cells, task.remote(group_payload(model, cells, store), warmup)) for model, cells in groups]
         status = {}

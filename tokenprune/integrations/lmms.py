@@ -63,10 +63,12 @@ class PrunedGenerator:
                  **strategy_params):
         import tokenprune
         from tokenprune import models
+        from tokenprune.runner.execute import resolve_checkpoint
 
         self.num_frames = int(num_frames)
-        self.vlm = models.load(adapter, checkpoint, dtype=dtype, attn_implementation=attn_implementation,
-                               device=device)
+        # zoo:<name> (a bundled checkpoint) works here as in a grid
+        self.vlm = models.load(adapter, resolve_checkpoint(checkpoint), dtype=dtype,
+                               attn_implementation=attn_implementation, device=device)
         self.strategy = strategy
         self.handle = None
         if strategy not in _NO_PRUNING:

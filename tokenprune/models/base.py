@@ -122,6 +122,13 @@ class VLM:
         return cls(model, cls.load_processor(checkpoint), checkpoint)
 
     @classmethod
+    def max_visual_tokens(cls, config, preprocessor: dict) -> tuple[int, bool] | None:
+        """What one image becomes, from the checkpoint's configs alone (the run's pre-flight reads no weights):
+        (the most visual tokens, True when every image becomes exactly that many), or None when this
+        adapter cannot tell. ``preprocessor``: the checkpoint's preprocessor_config.json ({} when absent)."""
+        return None
+
+    @classmethod
     def load_processor(cls, checkpoint: str):
         processor = transformers.AutoProcessor.from_pretrained(checkpoint)
         getattr(processor, "tokenizer", processor).padding_side = "left"

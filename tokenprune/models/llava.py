@@ -49,12 +49,20 @@ class LlavaAdapter(VLM):
 
     def tokens_per_image(self) -> tuple[int, int]:
         """(side, tokens): the patch grid side and the visual tokens one image becomes."""
-        cfg = self.model.config
+        return self.image_tokens(self.model.config)
+
+    @staticmethod
+    def image_tokens(cfg) -> tuple[int, int]:
+        """(side, tokens) of one base image under the model config ``cfg``."""
         side = cfg.vision_config.image_size // cfg.vision_config.patch_size
         tokens = side * side
         if cfg.vision_feature_select_strategy == "full" and "clip" in cfg.vision_config.model_type:
             tokens += 1  # CLS stays in: it has no place on the grid
         return side, tokens
+
+    @classmethod
+    def max_visual_tokens(cls, config, preprocessor):
+        return cls.image_tokens(config)[1], True  # a fixed grid: every image is resized to the tower's size
 
     def check_strategy(self, strategy, who):
         side, tokens = self.tokens_per_image()

@@ -33,6 +33,17 @@ class LlavaNextAdapter(LlavaAdapter):
         side, _ = super().tokens_per_image()
         return side, side * side + (1 if self._keeps_cls() else 0)
 
+    @classmethod
+    def max_visual_tokens(cls, config, preprocessor):
+        """At most: the base grid, plus the largest crop grid of ``image_grid_pinpoints`` with a newline
+        closing each row (unpadding and OneVision's downsampling only remove tokens)."""
+        side, base = cls.image_tokens(config)
+        if base != side * side:
+            return None  # CLS kept: refused by check_strategy anyway
+        size = config.vision_config.image_size
+        crops = max((h // size * side) * (w // size * side + 1) for h, w in config.image_grid_pinpoints)
+        return base + crops, False
+
     def _keeps_cls(self) -> bool:
         cfg = self.model.config
         return cfg.vision_feature_select_strategy == "full" and "clip" in cfg.vision_config.model_type

@@ -94,6 +94,16 @@ class Qwen2VLAdapter(VLM):
         return QwenProcessor.from_pretrained(checkpoint, video=cls.video_defaults, timestamps=cls.timestamps,
                                              seconds_per_grid=cls.seconds_per_grid)
 
+    @classmethod
+    def max_visual_tokens(cls, config, preprocessor):
+        """Dynamic resolution: at most the image processor's largest pixel count over the pixels of one
+        merged patch (``max_pixels``, or ``size.longest_edge`` in the newer format, which max_pixels overrides)."""
+        most = preprocessor.get("max_pixels") or (preprocessor.get("size") or {}).get("longest_edge")
+        if not most:
+            return None
+        vc = config.vision_config
+        return int(most) // (vc.patch_size * vc.spatial_merge_size) ** 2, False
+
     @property
     def vision_modules(self):
         return [self.model.model.visual]

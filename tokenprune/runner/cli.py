@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .. import registry
 from ..errors import ConfigError, TokenpruneError
-from . import latency, run_spec
+from . import latency, preflight, run_spec
 from .grid import load_grid
 from .progress import Progress
 from .store import RunStore
@@ -58,15 +58,11 @@ def clamp_layers(cells, depth: int):
 
 
 def _decoder_depth(checkpoint: str) -> int | None:
-    import json
-
-    from .execute import resolve_checkpoint
-
-    config = Path(resolve_checkpoint(checkpoint)) / "config.json"
-    if not config.is_file():
-        return None
-    raw = json.loads(config.read_text())
-    return (raw.get("text_config") or raw).get("num_hidden_layers")
+    try:
+        config, _ = preflight.read_configs(checkpoint)
+    except TokenpruneError:
+        return None  # the pre-flight reports it, with its place in the grid
+    return preflight.decoder_depth(config) if config is not None else None
 
 
 def check_limit(limit: int | None):
@@ -97,6 +93,8 @@ def run_command(args) -> int:
         depth = _decoder_depth(grid.cells[0].model.checkpoint)
         if depth:
             grid.cells = clamp_layers(grid.cells, depth)
+    if not getattr(args, "no_preflight", False):
+        preflight.check(grid, budgets=not smoke)  # every model's config against every cell, before anything runs
     if args.dry_run:
         print(f"{grid.name}: {len(grid.cells)} cells, executor {grid.executor}")
         for cell in grid.cells:

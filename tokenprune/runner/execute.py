@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
+from pathlib import Path
 
 from .. import flops, registry, timing
 from ..errors import ConfigError
@@ -17,7 +18,8 @@ BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 
 def resolve_checkpoint(checkpoint: str) -> str:
-    """``zoo:<name>`` names a checkpoint bundled in the package; anything else goes to from_pretrained."""
+    """``zoo:<name>`` names a checkpoint bundled in the package; anything else goes to from_pretrained,
+    but a local path that does not exist is refused here (from_pretrained would call it a bad repo id)."""
     if checkpoint.startswith("zoo:"):
         from .. import zoo
 
@@ -25,6 +27,11 @@ def resolve_checkpoint(checkpoint: str) -> str:
             return str(zoo.checkpoint_path(checkpoint[4:]))
         except FileNotFoundError as exc:
             raise ConfigError(str(exc)) from None
+    from .preflight import missing_local_path
+
+    if missing_local_path(checkpoint):
+        raise ConfigError(f"checkpoint {checkpoint!r} does not exist (no such directory: "
+                          f"{Path(checkpoint).expanduser().resolve()})")
     return checkpoint
 
 

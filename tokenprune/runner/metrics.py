@@ -22,6 +22,9 @@ def token_stats(records: list[dict]) -> dict:
         "kept_min": min(counts),
         "kept_max": max(counts),
         "n_visual_mean": statistics.fmean(visual) if visual else None,
+        # samples with no more visual tokens than the budget keep them all (the engine's rule)
+        "all_kept_samples": sum(1 for r in records if r.get("count") is not None
+                                and r.get("n_visual") is not None and r["count"] >= r["n_visual"]),
     }
     first = [r["stage1_count"] for r in records if r.get("stage1_count") is not None]
     if first:  # two-stage strategies: tokens the LLM received (layers below K)
