@@ -5,6 +5,8 @@ import math
 
 import pandas as pd
 
+from .document import Table, Text
+
 
 def _budget_key(value) -> str:
     """Budgets in the paper section are counts (64), ratios (0.111) or 'all'; match the cells' budget labels."""
@@ -36,12 +38,11 @@ def comparison(df: pd.DataFrame, paper: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def to_markdown(table: pd.DataFrame, source: str) -> str:
+def blocks(table: pd.DataFrame, source: str) -> list:
+    """The source line and the table, for the report."""
     def fmt(v):
         return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
 
-    lines = [f"Published: {source}\n", "| strategy | budget | metric | paper | ours | ours − paper |",
-             "|---|---|---|---|---|---|"]
-    for r in table.itertuples():
-        lines.append(f"| {r.strategy} | {r.budget} | {r.metric} | {fmt(r.paper)} | {fmt(r.ours)} | {fmt(r.diff)} |")
-    return "\n".join(lines) + "\n"
+    rows = [[r.strategy, r.budget, r.metric, fmt(r.paper), fmt(r.ours), fmt(r.diff)] for r in table.itertuples()]
+    return [Text(f"Published: {source}"),
+            Table(["strategy", "budget", "metric", "paper", "ours", "ours − paper"], rows)]

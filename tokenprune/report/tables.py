@@ -5,6 +5,8 @@ import math
 
 import pandas as pd
 
+from .document import Cell, Table, markdown_table
+
 
 def _mean(values):
     vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
@@ -80,26 +82,33 @@ def _fmt(value, digits=1):
     return f"{value:.{digits}f}"
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    """GitHub markdown; the best entry per budget group is bold, missing cells are dashes."""
+def to_table(table: pd.DataFrame) -> Table | None:
+    """The comparison table as a report table: the best entry per budget group in bold, missing cells as dashes."""
     if table.empty:
-        return "_no finished cells_\n"
+        return None
     benches = table.attrs["benchmarks"]
     best = best_per_column(table)
     header = ["Method", *benches, "Avg."]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for budget, group in table.groupby("budget", sort=False):
         first = group.iloc[0]
-        lines.append(f"| *{budget_heading(budget, first['retained'], first['n_visual'])}* |" + " |" * (len(header) - 1))
+        rows.append([Cell(budget_heading(budget, first["retained"], first["n_visual"]), italic=True)]
+                    + [""] * (len(header) - 1))
         for i, row in group.iterrows():
             cells = [row["strategy"]]
             for col in [*benches, "avg_relative"]:
                 text = _fmt(row[col]) + ("%" if col == "avg_relative" and row[col] is not None else "")
                 if col != "avg_relative" and row.get(f"{col}__status") == "failed":
                     text = "failed"
-                cells.append(f"**{text}**" if (i, col) in best else text)
-            lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+                cells.append(Cell(text, bold=(i, col) in best))
+            rows.append(cells)
+    return Table(header, rows)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """GitHub markdown of :func:`to_table`."""
+    block = to_table(table)
+    return markdown_table(block) if block is not None else "_no finished cells_\n"
 
 
 def in_table_order(df: pd.DataFrame, label_order: list[str] | None = None) -> pd.DataFrame:
