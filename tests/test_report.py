@@ -2,6 +2,7 @@
 import json
 import re
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -18,9 +19,10 @@ GRID = {
     "models": [{"adapter": "fake_vlm", "checkpoint": "x", "label": "m"}],
     "strategies": ["vanilla", "random", "uniform"],
     "budgets": [4, 9],
-    "benchmarks": [{"name": "image_bench", "n": 4}, {"name": "counting_bench", "n": 4}],
+    "benchmarks": [{"name": "image_bench", "n": 20}, {"name": "counting_bench", "n": 20}],
 }
 SCORES = {"vanilla": 100.0, "random": 50.0, "uniform": 75.0}
+N = 20  # samples per cell
 
 
 def fabricate(run_dir, skip=(), fail=()):
@@ -38,11 +40,12 @@ def fabricate(run_dir, skip=(), fail=()):
             cs.fail(RuntimeError("plugin exploded"))
             continue
         kept = list(range(0, 36, 4))[: cell.budget or 36] if cell.strategy != "vanilla" else list(range(36))
-        for i in range(4):
-            cs.append({"id": f"q{i}", "prediction": "yes", "score": {"correct": 1.0}, "meta": {}, "n_visual": 36,
-                       "count": len(kept), "kept": kept, "order": kept[::-1], "grid": [1, 6, 6],
-                       "prompt_tokens": 50, "timings": {"prefill_s": 0.01 * len(kept), "select_s": 0.001}})
         score = SCORES[cell.strategy] - (0 if cell.budget != 4 else 10) * (cell.strategy != "vanilla")
+        right = round(score / 100 * N)  # the records agree with the score: the first `right` samples are right
+        for i in range(N):
+            cs.append({"id": f"q{i}", "prediction": "yes", "score": {"correct": float(i < right)}, "meta": {},
+                       "n_visual": 36, "count": len(kept), "kept": kept, "order": kept[::-1], "grid": [1, 6, 6],
+                       "prompt_tokens": 50, "timings": {"prefill_s": 0.01 * len(kept), "select_s": 0.001}})
         cs.finish({"benchmark_metrics": {"accuracy": score, "type/parity": score}, "main_metric": "accuracy",
                    "tokens": {"kept_mean": len(kept), "n_visual_mean": 36},
                    "flops": {"prefill_flops": 1e9 * (14 + len(kept))},
@@ -95,9 +98,29 @@ def test_report_is_self_contained_and_lists_failures(tmp_path, fake_plugin):
     md = (out / "report.md").read_text()
     assert "FAILED m | random | 9 | image_bench: plugin exploded" in md
     assert "MISSING m | uniform | 9 | counting_bench" in md
-    assert "| random | 50.0 | failed | 50.0% |" in md  # counting_bench done, image_bench failed
+    assert re.search(r"\| random \| 50\.0 ±[\d.]+ \| failed \| 50\.0% ±[\d.]+ \|", md)  # image_bench failed
     assert (out / "cells.csv").exists() and (out / "cells.parquet").exists()
     assert list((out).glob("tokens_*.png"))
+
+
+def test_report_shows_intervals_and_marks_every_strategy_tied_with_the_best(tmp_path, fake_plugin):
+    run = tmp_path / "run"
+    fabricate(run)
+    main(["report", str(run), "--out", str(tmp_path / "rep")])
+    md = (tmp_path / "rep" / "report.md").read_text()
+    # at 4 tokens uniform is right on 13 of 20 samples and random on 8 of the same: 5 discordant samples
+    # (McNemar p = 1/16), so random is not distinguishable from the best and is bold as well
+    row = re.search(r"\| random \| \*\*40\.0 ±([\d.]+)\*\* \| \*\*40\.0 ±[\d.]+\*\* \|", md)
+    assert row and 15 < float(row.group(1)) < 25
+    assert "| 4 | random | counting_bench | 40.0 [" in md and "| 0.062 | ≈ best |" in md
+    comp = pd.read_csv(tmp_path / "rep" / "comparisons.csv")
+    best = comp[(comp["budget_label"] == "4") & (comp["benchmark"] == "counting_bench")].set_index("label")
+    assert best.loc["uniform", "is_best"] and best.loc["random", "vs_best_diff"] == -25.0
+    assert best.loc["random", "vs_best_mcnemar_p"] == pytest.approx(1 / 16)
+    cells = pd.read_csv(tmp_path / "rep" / "cells.csv")
+    done = cells[cells["status"] == "done"]
+    assert (done["score_lo"] <= done["score"]).all() and (done["score"] <= done["score_hi"]).all()
+    assert "seeds: [0, 1, 2]" in md  # one seed: random's own luck is not in its interval
 
 
 def test_report_of_an_empty_run_does_not_crash(tmp_path, fake_plugin):

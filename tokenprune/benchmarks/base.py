@@ -4,11 +4,12 @@ A benchmark class declares ``name``, ``params`` (options from the YAML grid,
 each a tokenprune.Param), ``protocols`` and ``main_metric``, and implements
 ``samples()`` (deterministic order, honouring ``limit``/``seed``), ``score()``
 (pure, per sample, JSON-able) and ``aggregate()`` (pure, over per-sample records).
+``resample_unit()``/``resample_copy()`` tell the report's bootstrap what to draw together.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar, Hashable, Iterator
 
 from ..errors import PluginError
 from ..params import Config, Param, resolve
@@ -59,6 +60,19 @@ class Benchmark:
     def aggregate(self, records: list[dict]) -> dict[str, float]:  # pragma: no cover - abstract
         """Metrics from records {"id", "prediction", "score", "meta"}; includes ``main_metric``."""
         raise NotImplementedError
+
+    def resample_unit(self, record: dict) -> Hashable:
+        """The unit a bootstrap of the score draws: records with the same unit are drawn together.
+
+        The sample by default; a benchmark whose metric is defined on groups of samples (MME's
+        image pairs, MMBench's circular variants) returns the group.
+        """
+        return record["id"]
+
+    def resample_copy(self, record: dict, copy: int) -> dict:
+        """``record`` drawn a ``copy``-th extra time in one bootstrap resample, relabelled so that
+        ``aggregate`` counts it as a unit of its own (by default: a suffixed id)."""
+        return {**record, "id": f"{record['id']}#{copy}"}
 
     def source(self) -> dict[str, Any]:
         """Provenance recorded with every result: dataset id or path, revision, split."""

@@ -50,6 +50,12 @@ class MME(DatasetBenchmark):
         label = parse(prediction)
         return {"pred": label, "correct": float(label == sample.references)}
 
+    def resample_unit(self, record):
+        return record["meta"]["category"], record["meta"]["question_id"]
+
+    def resample_copy(self, record, copy):
+        return {**record, "meta": {**record["meta"], "question_id": f"{record['meta']['question_id']}#{copy}"}}
+
     def aggregate(self, records):
         images = defaultdict(lambda: defaultdict(list))
         for record in records:

@@ -2,45 +2,14 @@
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import pandas as pd
 
-from ..runner.collect import collect, write_parquet
-from ..runner.store import RunStore
-from . import plots, tables
+from ..runner.collect import write_parquet
+from . import comparisons, data, plots, tables
 from .document import Bullets, Figure, Section, Table, Text, figures, to_html, to_markdown
-from .pictures import cell_diagnostics, token_pictures
-
-
-def _expected_cells(run_dir: Path):
-    """Cells the grid asked for (so ones never started show as missing); None if the grid cannot be re-read."""
-    from ..runner.grid import parse_grid
-
-    try:
-        return parse_grid(_grid_raw(run_dir), source=str(run_dir / "grid.json")).cells
-    except Exception:  # noqa: BLE001 - an unreadable grid only loses the 'missing' rows
-        return None
-
-
-def _grid_raw(run_dir: Path) -> dict:
-    try:
-        return json.loads((run_dir / "grid.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _add_missing(df: pd.DataFrame, expected) -> pd.DataFrame:
-    if not expected:
-        return df
-    have = set(df["cell"]) if not df.empty else set()
-    extra = [{
-        "cell": c.id, "model": c.model.label, "strategy": c.strategy, "label": c.label or c.strategy,
-        "budget": c.budget, "keep_ratio": c.keep_ratio, "budget_label": c.budget_label(), "benchmark": c.benchmark,
-        "seed": c.seed, "status": "missing", "score": None, "relative": None,
-    } for c in expected if c.id not in have]
-    return pd.concat([df, pd.DataFrame(extra)], ignore_index=True) if extra else df
+from .pictures import token_pictures
 
 
 def _pil_png(image) -> bytes:
@@ -60,26 +29,15 @@ def df_table(df: pd.DataFrame) -> Table:
 
 
 def write_report(run_dir, out=None) -> Path:
-    run_dir = Path(run_dir)
-    name = run_dir.resolve().name
-    out = Path(out) if out else Path("reports") / name
+    run = data.load(run_dir)
+    out = Path(out) if out else Path("reports") / run.name
     out.mkdir(parents=True, exist_ok=True)
-    df = collect(run_dir)
-    if df.empty:
-        df = pd.DataFrame(columns=["cell", "model", "strategy", "label", "budget_label", "benchmark", "status",
-                                   "score", "relative"])
-    stores = {cs.cell.id: cs for cs in RunStore(run_dir).cells()}
-    diag = [cell_diagnostics(stores[c].records()) if c in stores else {} for c in df["cell"]]
-    for key in ("edge_tokens", "nn_distance", "redundancy"):
-        df[f"diagnostics.{key}"] = [d.get(key) for d in diag]
-    expected = _expected_cells(run_dir)
-    df = _add_missing(df, expected)
-    label_order = list(dict.fromkeys(c.label or c.strategy for c in expected or []))
+    df = run.df
     df.to_csv(out / "cells.csv", index=False)
     if (df["status"] == "done").any():
         write_parquet(df[df["status"] != "missing"], out / "cells.parquet")
 
-    sections = _sections(run_dir, name, df, label_order, out)
+    sections = _sections(run, out)
     for figure in figures(sections):
         (out / figure.filename).write_bytes(figure.png)
     (out / "report.md").write_text(to_markdown(sections))
@@ -87,19 +45,24 @@ def write_report(run_dir, out=None) -> Path:
     return out / "report.html"
 
 
-def _sections(run_dir: Path, name: str, df: pd.DataFrame, label_order: list[str], out: Path) -> list[Section]:
+def _sections(run: data.RunData, out: Path) -> list[Section]:
     """The report, top to bottom; CSV files of the tables are written to ``out`` on the way."""
+    df, label_order, run_dir, name = run.df, run.label_order, run.run_dir, run.name
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(df["status"].value_counts().to_dict().items()))
     sections = [Section(f"tokenprune report: {name}", [Text(f"Run directory: `{run_dir}`"), Text(f"Cells: {summary}")],
                         level=1)]
     for model in sorted(df["model"].dropna().unique()):
-        table = tables.paper_table(df, model, label_order)
+        table = tables.paper_table(df, model, label_order, run.unc)
         block = tables.to_table(table)
-        sections.append(Section(model, [block if block is not None else Text("_no finished cells_")], level=2))
+        if block is None:
+            blocks = [Text("_no finished cells_")]
+        else:
+            blocks = [block] + ([comparisons.table_caption(run.unc)] if run.unc is not None else [])
+        sections.append(Section(model, blocks, level=2))
         table.drop(columns=[c for c in table.columns if c.endswith("__status")]).to_csv(
             out / f"table_{_slug(model)}.csv", index=False)
 
-    paper = _grid_raw(run_dir).get("paper")
+    paper = run.grid.get("paper")
     if isinstance(paper, dict):
         from . import paper as paper_section
 
@@ -107,6 +70,11 @@ def _sections(run_dir: Path, name: str, df: pd.DataFrame, label_order: list[str]
         if not comp.empty:
             comp.to_csv(out / "paper_vs_ours.csv", index=False)
             sections.append(Section("Paper vs ours", paper_section.blocks(comp, paper.get("source", "paper")), level=2))
+
+    if run.unc is not None:
+        seeds = comparisons.seed_section(run.unc, df, label_order)
+        sections += [seeds] if seeds is not None else []
+        sections += comparisons.comparison_sections(run.unc, df, label_order, out)
 
     figures_ = [
         ("Accuracy vs retained visual tokens", plots.accuracy_vs_tokens(df)),

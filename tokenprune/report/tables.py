@@ -6,6 +6,7 @@ import math
 import pandas as pd
 
 from .document import Cell, Table, markdown_table
+from .uncertainty import AVG
 
 
 def _mean(values):
@@ -13,24 +14,26 @@ def _mean(values):
     return sum(vals) / len(vals) if vals else None
 
 
-def paper_table(df: pd.DataFrame, model: str, label_order: list[str] | None = None) -> pd.DataFrame:
+STAT_COLUMNS = ("lo", "hi", "tie_best", "tie_vanilla", "seed_sd")  # per score column, from the uncertainty
+
+
+def paper_table(df: pd.DataFrame, model: str, label_order: list[str] | None = None, unc=None) -> pd.DataFrame:
     """One row per (budget group, strategy label): benchmark scores, Avg. % of vanilla, retained tokens.
 
     Seeds are averaged. Cells that did not finish show as None (rendered as a dash)
     and are excluded from the average, which then says how many benchmarks it covers.
     Budget groups run from the most retained tokens to the fewest; strategies follow
-    ``label_order`` (the grid's order), then the alphabet.
+    ``label_order`` (the grid's order), then the alphabet. With ``unc`` (report.uncertainty),
+    every score column ``c`` gets ``c__lo``/``c__hi`` (95 % interval), ``c__tie_best`` and
+    ``c__tie_vanilla`` (not distinguishable from the best / from vanilla) and ``c__seed_sd``.
     """
     sub = df[df["model"] == model]
     benchmarks = sorted(sub["benchmark"].unique())
     rows = []
     rank = {label: i for i, label in enumerate(label_order or [])}
     pruned = sub[sub["strategy"] != "vanilla"]
-    budget_groups = []
-    for label, part in pruned.groupby("budget_label", sort=False):
-        kept = _mean(part.get("tokens.kept_mean", pd.Series(dtype=float)).tolist())
-        budget_groups.append((-(kept if kept is not None else -1), label, part))
-    groups = [("all", sub[sub["strategy"] == "vanilla"])] + [(b, p) for _, b, p in sorted(budget_groups, key=lambda g: g[0])]
+    groups = [("all", sub[sub["strategy"] == "vanilla"])] + [
+        (b, pruned[pruned["budget_label"] == b]) for b in budget_order(pruned)]
     for budget_label, part in groups:
         kept = _mean(part.get("tokens.kept_mean", pd.Series(dtype=float)).tolist())
         n_visual = _mean(part.get("tokens.n_visual_mean", pd.Series(dtype=float)).tolist())
@@ -47,11 +50,22 @@ def paper_table(df: pd.DataFrame, model: str, label_order: list[str] | None = No
             rel = _mean(cells[cells["status"] == "done"]["relative"].tolist())
             row["avg_relative"] = rel
             row["avg_over"] = int(cells[cells["status"] == "done"]["relative"].notna().sum())
+            if unc is not None:
+                for column, bench in [(b, b) for b in benchmarks] + [("avg_relative", AVG)]:
+                    found = unc.lookup(model, budget_label, label, bench)
+                    row.update({f"{column}__{k}": found.get(k) for k in STAT_COLUMNS})
             rows.append(row)
     table = pd.DataFrame(rows)
     if not table.empty:
         table.attrs["benchmarks"] = benchmarks
     return table
+
+
+def budget_order(df: pd.DataFrame) -> list[str]:
+    """Budget labels from the most retained tokens to the fewest (unknown counts last)."""
+    kept = df.get("tokens.kept_mean", pd.Series(float("nan"), index=df.index)).astype(float)
+    means = kept.groupby(df["budget_label"], sort=False).mean().fillna(-1.0)
+    return sorted(means.index, key=lambda b: -means[b])
 
 
 def budget_heading(budget: str, retained, n_visual) -> str:
@@ -64,26 +78,56 @@ def budget_heading(budget: str, retained, n_visual) -> str:
 
 
 def best_per_column(table: pd.DataFrame) -> set[tuple[int, str]]:
-    """(row index, column) of the best score per benchmark and Avg. within each budget group (vanilla excluded)."""
+    """(row index, column) of the entries shown in bold, within each budget group (vanilla excluded): the
+    best score and every score not distinguishable from it where intervals exist, else the top value only."""
     best = set()
     columns = list(table.attrs.get("benchmarks", [])) + ["avg_relative"]
     for _, group in table[table["budget"] != "all"].groupby("budget", sort=False):
         for col in columns:
             vals = group[col].dropna()
-            if len(vals) > 1:
+            ties = group.get(f"{col}__tie_best")
+            if len(vals) < 2:
+                continue
+            if ties is not None and ties.notna().any():
+                best.update((i, col) for i in vals.index if _true(ties[i]))
+            else:
                 top = vals.max()
                 best.update((i, col) for i in vals.index if vals[i] == top)
     return best
 
 
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _fmt(value, digits=1):
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    return "—" if _missing(value) else f"{value:.{digits}f}"
+
+
+def _true(value) -> bool:
+    return not _missing(value) and bool(value)
+
+
+def entry_text(row, col: str) -> str:
+    """``84.7 ±2.9``: the score and half the width of its 95 % interval; ``†`` when it is not distinguishable
+    from vanilla; ``sd 1.2`` when seeds were pooled."""
+    value = row[col]
+    if _missing(value):
         return "—"
-    return f"{value:.{digits}f}"
+    text = _fmt(value) + ("%" if col == "avg_relative" else "")
+    lo, hi = row.get(f"{col}__lo"), row.get(f"{col}__hi")
+    if not _missing(lo) and not _missing(hi):
+        text += f" ±{(hi - lo) / 2:.1f}"
+    if _true(row.get(f"{col}__tie_vanilla")) and row["budget"] != "all":
+        text += " †"
+    sd = row.get(f"{col}__seed_sd")
+    if not _missing(sd):
+        text += f" sd {sd:.1f}"
+    return text
 
 
 def to_table(table: pd.DataFrame) -> Table | None:
-    """The comparison table as a report table: the best entry per budget group in bold, missing cells as dashes."""
+    """The comparison table as a report table: missing cells as dashes, see :func:`best_per_column` for bold."""
     if table.empty:
         return None
     benches = table.attrs["benchmarks"]
@@ -97,7 +141,7 @@ def to_table(table: pd.DataFrame) -> Table | None:
         for i, row in group.iterrows():
             cells = [row["strategy"]]
             for col in [*benches, "avg_relative"]:
-                text = _fmt(row[col]) + ("%" if col == "avg_relative" and row[col] is not None else "")
+                text = entry_text(row, col)
                 if col != "avg_relative" and row.get(f"{col}__status") == "failed":
                     text = "failed"
                 cells.append(Cell(text, bold=(i, col) in best))
