@@ -25,12 +25,14 @@ SCORES = {"vanilla": 100.0, "random": 50.0, "uniform": 75.0}
 N = 20  # samples per cell
 
 
-def fabricate(run_dir, skip=(), fail=()):
-    """A run directory written through the real store, with made-up but consistent records."""
-    grid = parse_grid(GRID, source="fake.yaml")
+def fabricate(run_dir, skip=(), fail=(), raw=GRID, rewrite=lambda cells: cells, extra=lambda cell: {}):
+    """A run directory written through the real store, with made-up but consistent records; ``rewrite``
+    changes the cells after the grid is read, as ``--smoke`` does; ``extra(cell)`` adds latency and
+    environment fields to a cell's metrics."""
+    grid = parse_grid(raw, source="fake.yaml")
     store = RunStore(run_dir)
-    store.init(None, GRID)
-    for cell in grid.cells:
+    store.init(None, raw)
+    for cell in rewrite(grid.cells):
         key = (cell.strategy, cell.budget, cell.benchmark)
         if key in skip:
             continue
@@ -40,7 +42,7 @@ def fabricate(run_dir, skip=(), fail=()):
             cs.fail(RuntimeError("plugin exploded"))
             continue
         kept = list(range(0, 36, 4))[: cell.budget or 36] if cell.strategy != "vanilla" else list(range(36))
-        score = SCORES[cell.strategy] - (0 if cell.budget != 4 else 10) * (cell.strategy != "vanilla")
+        score = SCORES.get(cell.strategy, 70.0) - (0 if cell.budget != 4 else 10) * (cell.strategy != "vanilla")
         right = round(score / 100 * N)  # the records agree with the score: the first `right` samples are right
         for i in range(N):
             cs.append({"id": f"q{i}", "prediction": "yes", "score": {"correct": float(i < right)}, "meta": {},
@@ -49,7 +51,10 @@ def fabricate(run_dir, skip=(), fail=()):
         cs.finish({"benchmark_metrics": {"accuracy": score, "type/parity": score}, "main_metric": "accuracy",
                    "tokens": {"kept_mean": len(kept), "n_visual_mean": 36},
                    "flops": {"prefill_flops": 1e9 * (14 + len(kept))},
-                   "latency": {"prefill_s_median": 0.01 * len(kept), "select_s_median": 0.001}})
+                   "latency": {"prefill_s_median": 0.01 * len(kept), "select_s_median": 0.001,
+                               **extra(cell).get("latency", {})},
+                   "environment": {"device": "cpu", "cpu_threads": 2, "torch": "2.13.0", "load_average_1min": 0.5,
+                                   **extra(cell).get("environment", {})}})
     return grid
 
 
@@ -121,6 +126,48 @@ def test_report_shows_intervals_and_marks_every_strategy_tied_with_the_best(tmp_
     done = cells[cells["status"] == "done"]
     assert (done["score_lo"] <= done["score"]).all() and (done["score"] <= done["score_hi"]).all()
     assert "seeds: [0, 1, 2]" in md  # one seed: random's own luck is not in its interval
+    assert "What this model's ranking" not in md  # only said of the bundled model
+
+
+def test_a_smoke_run_whose_layers_were_clamped_lists_no_missing_cells(tmp_path, fake_plugin):
+    from tokenprune.runner.cli import clamp_layers
+
+    raw = dict(GRID, strategies=["vanilla", {"name": "fastv", "params": {"layer": 3}}],
+               benchmarks=[{"name": "counting_bench", "n": 20}],
+               models=[{"adapter": "fake_vlm", "checkpoint": "zoo:shapes-llava-144", "label": "m"}])
+    run = tmp_path / "run"
+    fabricate(run, raw=raw, rewrite=lambda cells: clamp_layers(cells, 2), skip={("fastv", 4, "counting_bench")})
+    main(["report", str(run), "--out", str(tmp_path / "rep")])
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "MISSING m | fastv(layer=3) | 4 | counting_bench" in md  # really never run
+    assert "MISSING m | fastv(layer=3) | 9 |" not in md  # run with layer 1: smoke mode clamped it
+    assert "Cells: done: 2, missing: 1" in md
+    assert "**What this model's ranking can and cannot show.**" in md  # the bundled checkpoint's caveat
+
+
+def test_latency_spread_environment_and_load_warning(tmp_path, fake_plugin):
+    def extra(cell):  # the uniform cells record quartiles and were timed on a busy host
+        if cell.strategy != "uniform":
+            return {}
+        return {"latency": {"prefill_s_p25": 0.001, "prefill_s_p75": 0.5, "select_s_p25": 0.0005,
+                            "select_s_p75": 0.002, "source": "latency-subset", "repeats": 3},
+                "environment": {"load_threshold": 1.5, "timed_under_load": True, "load_average_1min": 3.2}}
+
+    run = tmp_path / "run"
+    fabricate(run, extra=extra)
+    main(["report", str(run), "--out", str(tmp_path / "rep")])
+    cells = pd.read_csv(tmp_path / "rep" / "cells.csv").set_index(["strategy", "budget", "benchmark"])
+    assert cells.loc[("uniform", 4, "image_bench"), "latency.prefill_s_p75"] == 0.5  # as recorded
+    # an older cell without quartiles: from its per-sample times (all equal here)
+    assert cells.loc[("random", 4, "image_bench"), "latency.prefill_s_p25"] == pytest.approx(0.04)
+    md = (tmp_path / "rep" / "report.md").read_text()
+    warning = md[md.index("## Warning: timed under load"):md.index("## m")]
+    assert "**4 of 10 cells were timed while the host was busy**" in warning
+    assert "- m | uniform | 4 | image_bench: load 3.2 over threshold 1.5" in warning
+    env = md[md.index("### Environment"):]
+    assert "| torch threads | 2 |" in env and "| 1-min load average while timing | 0.50 – 3.20 (median 0.50) |" in env
+    assert "| cells timed under load | 4 of 10 |" in env
+    assert "| latency measured on | not recorded (6 cells), latency-subset (4 cells) |" in env
 
 
 def test_report_of_an_empty_run_does_not_crash(tmp_path, fake_plugin):
@@ -164,6 +211,34 @@ def test_tables_follow_the_comparison_order_and_show_breakdowns(tmp_path, fake_p
     assert rows == [["random", "9"], ["random", "9"], ["uniform", "9"], ["uniform", "9"],
                     ["random", "4"], ["random", "4"], ["uniform", "4"], ["uniform", "4"]]
     parts = md[md.index("### counting_bench: score per group"):]
-    assert "| model | label | budget_label | score | type/parity |" in parts
-    assert "| m | random | 4 | 40 | 40 |" in parts
+    assert "| strategy | score | type/parity |" in parts
+    assert "| *budget 4* | | |\n| random | 40.0 | 40.0 |" in parts
+    page = (tmp_path / "rep" / "report.html").read_text()
+    heat = page[page.index("counting_bench: score per group"):]
+    assert re.search(r'<td style="background:#[0-9a-f]{6}">40\.0</td>', heat)  # a heatmap: value and colour
     assert (tmp_path / "rep" / "breakdown_counting_bench.csv").exists()
+
+
+def test_each_strategy_keeps_one_look_and_the_references_keep_theirs():
+    from tokenprune.report.style import RESERVED, Styles
+
+    a = Styles(["vanilla", "fastv", "random", "dart", "uniform"], {})
+    b = Styles(["dart", "uniform", "random", "vanilla", "fastv", "saint(layer=2)"], {"saint(layer=2)": "saint"})
+    for ref in ("vanilla", "random", "uniform"):
+        assert (a[ref].colour, a[ref].marker) == (b[ref].colour, b[ref].marker) == RESERVED[ref]
+    looks = [(b[x].colour, b[x].marker) for x in b.order]
+    assert len(set(looks)) == len(looks)  # no two strategies alike
+    assert a["fastv"] != a["dart"] and a["fastv"] == Styles(["fastv", "dart"], {})["fastv"]  # grid order decides
+
+
+def test_a_strategy_that_saw_a_smaller_image_is_drawn_on_it():
+    from PIL import Image
+
+    from tokenprune.report.pictures import _panel
+
+    image = Image.new("RGB", (96, 96), "white")
+    record = {"kept": [0, 5], "count": 2, "n_visual": 16, "grid": [1, 4, 4], "prediction": "red"}
+    label, picture, note, _ = _panel("downsample", record, image, native=(12, 12))
+    assert picture is not None and note == "2 kept of 4x4 (input 32x32 px)"
+    _, missing, why, _ = _panel("video", {**record, "grid": [2, 4, 4], "n_visual": 32}, image, native=(12, 12))
+    assert missing is None and why.startswith("not drawn: 2 frames")

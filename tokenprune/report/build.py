@@ -1,21 +1,15 @@
 """`tokenprune report RUN_DIR`: one self-contained HTML page, a markdown summary and CSV files."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pandas as pd
 
 from ..runner.collect import write_parquet
-from . import comparisons, data, plots, tables
+from . import comparisons, data, environment, notes, plots, tables
 from .document import Bullets, Figure, Section, Table, Text, figures, to_html, to_markdown
 from .pictures import token_pictures
-
-
-def _pil_png(image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
+from .style import Styles
 
 
 def df_table(df: pd.DataFrame) -> Table:
@@ -47,78 +41,26 @@ def write_report(run_dir, out=None) -> Path:
 
 def _sections(run: data.RunData, out: Path) -> list[Section]:
     """The report, top to bottom; CSV files of the tables are written to ``out`` on the way."""
-    df, label_order, run_dir, name = run.df, run.label_order, run.run_dir, run.name
+    df, label_order = run.df, run.label_order
+    strategy_of = dict(zip(df["label"], df["strategy"]))
+    styles = Styles(label_order or list(dict.fromkeys(df["label"].dropna())), strategy_of)
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(df["status"].value_counts().to_dict().items()))
-    sections = [Section(f"tokenprune report: {name}", [Text(f"Run directory: `{run_dir}`"), Text(f"Cells: {summary}")],
-                        level=1)]
-    for model in sorted(df["model"].dropna().unique()):
-        table = tables.paper_table(df, model, label_order, run.unc)
-        block = tables.to_table(table)
-        if block is None:
-            blocks = [Text("_no finished cells_")]
-        else:
-            blocks = [block] + ([comparisons.table_caption(run.unc)] if run.unc is not None else [])
-        sections.append(Section(model, blocks, level=2))
-        table.drop(columns=[c for c in table.columns if c.endswith("__status")]).to_csv(
-            out / f"table_{_slug(model)}.csv", index=False)
-
-    paper = run.grid.get("paper")
-    if isinstance(paper, dict):
-        from . import paper as paper_section
-
-        comp = paper_section.comparison(df, paper)
-        if not comp.empty:
-            comp.to_csv(out / "paper_vs_ours.csv", index=False)
-            sections.append(Section("Paper vs ours", paper_section.blocks(comp, paper.get("source", "paper")), level=2))
-
-    if run.unc is not None:
-        seeds = comparisons.seed_section(run.unc, df, label_order)
-        sections += [seeds] if seeds is not None else []
-        sections += comparisons.comparison_sections(run.unc, df, label_order, out)
-
-    figures_ = [
-        ("Accuracy vs retained visual tokens", plots.accuracy_vs_tokens(df)),
-        ("% of vanilla vs retained visual tokens", plots.relative_vs_tokens(df)),
-        ("Accuracy vs analytic prefill FLOPs (Pareto front)", plots.pareto(df, "flops.prefill_flops", "prefill FLOPs")),
-        ("Accuracy vs measured prefill latency (Pareto front)",
-         plots.pareto(df, "latency.prefill_s_median", "prefill / TTFT, median (s)")),
-        ("Selection overhead", plots.selection_overhead(df)),
-        ("Score per group, fewest tokens", plots.per_type(df)),
-    ]
-    for title, data in figures_:
-        if data is not None:
-            sections.append(Section(title, [Figure(_slug(title) + ".png", data, title)]))
-
-    pictures = token_pictures(run_dir, df)
-    if pictures:
-        blocks = [Text("Red outline = kept, numbers = selection order.")]
-        for i, (title, image) in enumerate(pictures):
-            blocks += [Text(title), Figure(f"tokens_{i}.png", _pil_png(image), title)]
-        sections.append(Section("Kept tokens", blocks))
-
+    sections = [Section(f"tokenprune report: {run.name}",
+                        [Text(f"Run directory: `{run.run_dir}`"), Text(f"Cells: {summary}")], level=1)]
+    warning = environment.load_warning_section(df)
+    sections += [warning] if warning is not None else []
+    sections += _comparison_tables(run, out)
+    sections += _figures(run, styles)
+    sections += _token_pictures(run, styles)
     for bench in sorted(df["benchmark"].dropna().unique()):
         parts = tables.breakdown_table(df, bench, label_order)
-        if parts.empty:
-            continue
-        sections.append(Section(f"{bench}: score per group", [df_table(parts)]))
-        parts.to_csv(out / f"breakdown_{_slug(bench)}.csv", index=False)
-
-    loyal_cols = ["model", "label", "budget_label", "benchmark", "score", "loyalty", "hard_accuracy", "hard_samples"]
-    loyal_df = df[(df["status"] == "done") & (df["strategy"] != "vanilla")]
-    if "loyalty" in loyal_df and loyal_df["loyalty"].notna().any():
-        text = ("Loyalty: % of samples answered as the unpruned model answered them. Hard subset: accuracy on "
-                "the samples the `pool` baseline at the same budget gets wrong (where strategies differ).")
-        sections.append(Section("Loyalty and the hard subset",
-                                [Text(text), df_table(tables.in_table_order(loyal_df, label_order)[loyal_cols])]))
-
-    diag_cols = ["model", "label", "budget_label", "benchmark", "diagnostics.edge_tokens",
-                 "diagnostics.nn_distance", "diagnostics.redundancy"]
-    diag_df = tables.in_table_order(df[(df["status"] == "done") & df["diagnostics.edge_tokens"].notna()],
-                                    label_order)[diag_cols]
-    if not diag_df.empty:
-        sections.append(Section("Spatial diagnostics (mean over samples)",
-                                [df_table(diag_df.rename(columns=lambda c: c.replace("diagnostics.", "")))]))
-
+        if not parts.empty:
+            parts.to_csv(out / f"breakdown_{_slug(bench)}.csv", index=False)
+            text = Text("Score per group (seeds averaged); shaded from red (low) to green (high) in the HTML.")
+            sections.append(Section(f"{bench}: score per group", [text, tables.breakdown_heatmap(parts)]))
+    if run.unc is not None:
+        sections += comparisons.comparison_sections(run.unc, df, label_order, out)
+    sections += _per_sample_tables(df, label_order)
     failed = df[df["status"] == "failed"]
     missing = df[df["status"].isin(["missing", "incomplete"])]
     if not failed.empty or not missing.empty:
@@ -127,6 +69,92 @@ def _sections(run: data.RunData, out: Path) -> list[Section]:
         lines += [f"{r.status.upper()} {r.model} | {r.label} | {r.budget_label} | {r.benchmark}"
                   for r in missing.itertuples()]
         sections.append(Section("Failed and missing cells", [Bullets(lines)]))
+    return sections
+
+
+def _comparison_tables(run: data.RunData, out: Path) -> list[Section]:
+    """The paper-style table per model with its reading guide, the caveat of the bundled model, the
+    published numbers and the spread over seeds."""
+    df, sections = run.df, []
+    for model in sorted(df["model"].dropna().unique()):
+        table = tables.paper_table(df, model, run.label_order, run.unc)
+        block = tables.to_table(table)
+        if block is None:
+            blocks = [Text("_no finished cells_")]
+        else:
+            blocks = [block] + ([comparisons.table_caption(run.unc)] if run.unc is not None else [])
+        note = notes.bundled_model_note(df[df["model"] == model])
+        sections.append(Section(model, blocks + ([note] if note is not None else []), level=2))
+        table.drop(columns=[c for c in table.columns if c.endswith("__status")]).to_csv(
+            out / f"table_{_slug(model)}.csv", index=False)
+    paper = run.grid.get("paper")
+    if isinstance(paper, dict):
+        from . import paper as paper_section
+
+        comp = paper_section.comparison(df, paper)
+        if not comp.empty:
+            comp.to_csv(out / "paper_vs_ours.csv", index=False)
+            sections.append(Section("Paper vs ours", paper_section.blocks(comp, paper.get("source", "paper")), level=2))
+    seeds = comparisons.seed_section(run.unc, df, run.label_order) if run.unc is not None else None
+    return sections + ([seeds] if seeds is not None else [])
+
+
+def _figures(run: data.RunData, styles: Styles) -> list[Section]:
+    df, unc = run.df, run.unc
+    bars = "Error bars: 95 % bootstrap intervals (markers nudged sideways so the bars do not overlap)."
+    timing = ("Cells timed under load are drawn hollow. Compare timings only within one run on a quiet host "
+              "(see Environment).")
+    figures_ = [
+        ("Accuracy vs retained visual tokens", plots.accuracy_vs_tokens(df, styles, unc), bars),
+        ("% of vanilla vs retained visual tokens", plots.relative_vs_tokens(df, styles, unc), bars),
+        ("Accuracy vs analytic prefill FLOPs (Pareto front)",
+         plots.pareto(df, "flops.prefill_flops", "prefill FLOPs (analytic, mean per sample)", styles, unc=unc),
+         "Vertical bars: 95 % bootstrap intervals. The line joins the points no cheaper point beats."),
+        ("Accuracy vs measured prefill latency (Pareto front)",
+         plots.pareto(df, "latency.prefill_s_median", "prefill / TTFT per sample, median (s)", styles,
+                      spread=("latency.prefill_s_p25", "latency.prefill_s_p75"), unc=unc),
+         "Horizontal bars: interquartile range of the per-sample times; vertical bars: 95 % bootstrap "
+         "intervals. " + timing),
+        ("Selection overhead", plots.selection_overhead(df, styles),
+         "Median time of the strategy's selection per sample, with the interquartile range. " + timing),
+    ]
+    sections = []
+    for title, png, caption in figures_:
+        if png is None:
+            continue
+        if title.startswith("Accuracy vs measured"):
+            env = environment.environment_section(df)
+            sections += [env] if env is not None else []
+        sections.append(Section(title, [Figure(_slug(title) + ".png", png, title, min_width=900), Text(caption)]))
+    return sections
+
+
+def _token_pictures(run: data.RunData, styles: Styles) -> list[Section]:
+    pictures = token_pictures(run.run_dir, run.df, styles)
+    if not pictures:
+        return []
+    blocks = [Text("Each panel: the image the strategy saw on its token grid; dropped tokens dimmed, kept ones "
+                   "outlined in red, the first picks numbered in selection order (where the strategy ranks). "
+                   "Under each panel: the strategy's answer (✓ right, ✗ wrong) and how many tokens it kept.")]
+    for i, (title, png) in enumerate(pictures):
+        blocks.append(Figure(f"tokens_{i}.png", png, title))
+    return [Section("Kept tokens", blocks)]
+
+
+def _per_sample_tables(df: pd.DataFrame, label_order: list[str]) -> list[Section]:
+    sections = []
+    loyal_cols = ["model", "label", "budget_label", "benchmark", "score", "loyalty", "hard_accuracy", "hard_samples"]
+    loyal_df = df[(df["status"] == "done") & (df["strategy"] != "vanilla")]
+    if "loyalty" in loyal_df and loyal_df["loyalty"].notna().any():
+        text = ("Loyalty: % of samples answered as the unpruned model answered them. Hard subset: accuracy on "
+                "the samples the `pool` baseline at the same budget gets wrong (where strategies differ).")
+        sections.append(Section("Loyalty and the hard subset",
+                                [Text(text), df_table(tables.in_table_order(loyal_df, label_order)[loyal_cols])]))
+    diag_cols = ["model", "label", "budget_label", "benchmark"] + [f"diagnostics.{k}" for k in data.DIAGNOSTICS]
+    diag_df = tables.in_table_order(df[(df["status"] == "done") & df["diagnostics.edge_tokens"].notna()],
+                                    label_order)[diag_cols]
+    if not diag_df.empty:
+        sections.append(notes.diagnostics_section(df_table(diag_df.rename(columns=lambda c: c.replace("diagnostics.", "")))))
     return sections
 
 

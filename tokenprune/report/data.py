@@ -12,6 +12,7 @@ from ..runner.collect import collect
 from ..runner.spec import canonical_json
 from ..runner.store import RunStore
 from . import uncertainty
+from .environment import add_latency_spread
 from .pictures import cell_diagnostics
 
 DIAGNOSTICS = ("edge_tokens", "nn_distance", "redundancy")
@@ -91,6 +92,7 @@ def load(run_dir, with_intervals: bool = True) -> RunData:
     diag = [cell_diagnostics(records[c]) if c in records else {} for c in df["cell"]]
     for key in DIAGNOSTICS:
         df[f"diagnostics.{key}"] = [d.get(key) for d in diag]
+    df = add_latency_spread(df, records)
     unc = None
     if with_intervals and not df.empty:
         unc = uncertainty.compute(df, records)

@@ -6,6 +6,7 @@ import math
 import pandas as pd
 
 from .document import Cell, Table, markdown_table
+from .style import score_colour
 from .uncertainty import AVG
 
 
@@ -191,3 +192,21 @@ def breakdown_table(df: pd.DataFrame, benchmark: str, label_order: list[str] | N
     table = in_table_order(means, label_order)
     return table[["model", "label", "budget_label", "score"] + cols].rename(
         columns=lambda c: c.removeprefix("benchmark_metrics."))
+
+
+def breakdown_heatmap(parts: pd.DataFrame) -> Table:
+    """:func:`breakdown_table` as strategy x group, rows grouped by model and budget; in the HTML each entry
+    is shaded from red (low) to green (high): on 0-100 when every value is a percentage, else per column."""
+    groups = [c for c in parts.columns if c not in ("model", "label", "budget_label")]
+    values = parts[groups].apply(pd.to_numeric, errors="coerce")
+    percent = bool(((values >= 0) & (values <= 100) | values.isna()).all().all())
+    span = {c: (0.0, 100.0) if percent else (values[c].min(), values[c].max()) for c in groups}
+    models = parts["model"].nunique() > 1
+    rows = []
+    for (model, budget), part in parts.groupby(["model", "budget_label"], sort=False):
+        heading = ("all tokens" if budget == "all" else f"budget {budget}") + (f" · {model}" if models else "")
+        rows.append([Cell(heading, italic=True)] + [""] * len(groups))
+        for i, r in part.iterrows():
+            rows.append([r["label"]] + [Cell(_fmt(values.at[i, c]), colour=score_colour(values.at[i, c], *span[c]))
+                                        for c in groups])
+    return Table(["strategy", *groups], rows)
