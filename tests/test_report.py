@@ -237,8 +237,9 @@ def test_a_strategy_that_saw_a_smaller_image_is_drawn_on_it():
     from tokenprune.report.pictures import _panel
 
     image = Image.new("RGB", (96, 96), "white")
-    record = {"kept": [0, 5], "count": 2, "n_visual": 16, "grid": [1, 4, 4], "prediction": "red"}
+    record = {"kept": [0, 5], "count": 2, "n_visual": 144, "n_resized": 16, "grid": [1, 4, 4], "prediction": "red"}
     label, picture, note, _ = _panel("downsample", record, image, native=(12, 12))
     assert picture is not None and note == "2 kept of 4x4 (input 32x32 px)"
-    _, missing, why, _ = _panel("video", {**record, "grid": [2, 4, 4], "n_visual": 32}, image, native=(12, 12))
-    assert missing is None and why.startswith("not drawn: 2 frames")
+    video = {"kept": [0, 5], "n_visual": 32, "grid": [2, 4, 4]}
+    _, missing, why, _ = _panel("video", video, image, native=(12, 12))
+    assert missing is None and why == "not drawn: 32 tokens in 2 frame(s) of 4x4"

@@ -5,7 +5,7 @@ import statistics
 
 import pandas as pd
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from .. import diagnostics, registry
 from ..runner.collect import sample_correct
@@ -24,6 +24,13 @@ def _grid_hw(record) -> tuple[int, int, int] | None:
     return int(grid[0]), int(grid[1]), int(grid[2])
 
 
+def _on_grid(record) -> bool:
+    """The kept indices address the record's grid (the resized grid where the strategy resized the input)."""
+    thw = _grid_hw(record)
+    n = record.get("n_resized") or record.get("n_visual")
+    return thw is not None and record.get("kept") is not None and n == thw[0] * thw[1] * thw[2]
+
+
 def _coords(t: int, h: int, w: int) -> torch.Tensor:
     from ..testing.inputs import grid_coords
 
@@ -31,20 +38,21 @@ def _coords(t: int, h: int, w: int) -> torch.Tensor:
 
 
 def cell_diagnostics(records: list[dict]) -> dict:
-    """Mean edge-token count, nearest-kept distance and (when the engine logged it) redundancy over samples."""
+    """Mean edge-token count, nearest-kept distance and redundancy over samples: as the engine recorded
+    them with each sample, else (records without them) edge and distance recomputed from the kept set."""
     edge, spread, redundancy = [], [], []
     for r in records:
-        thw = _grid_hw(r)
-        if thw is None or r.get("kept") is None or r.get("n_visual") != thw[0] * thw[1] * thw[2]:
-            continue
-        keep = torch.tensor(r["kept"], dtype=torch.long)
-        d = diagnostics.diagnose(_coords(*thw), keep, None)
+        d = r.get("diagnostics") or {}
+        if d.get("edge_tokens") is None:
+            if not _on_grid(r):
+                continue
+            found = diagnostics.diagnose(_coords(*_grid_hw(r)), torch.tensor(r["kept"], dtype=torch.long), None)
+            d = {**found, "redundancy": d.get("redundancy")}
         edge.append(d["edge_tokens"])
-        if d["nn_distance"] is not None:
+        if d.get("nn_distance") is not None:
             spread.append(d["nn_distance"])
-        red = (r.get("diagnostics") or {}).get("redundancy")
-        if red is not None:
-            redundancy.append(red)
+        if d.get("redundancy") is not None:
+            redundancy.append(d["redundancy"])
 
     def mean(v):
         return statistics.fmean(v) if v else None
@@ -70,11 +78,21 @@ def overlay(image: Image.Image, grid_hw: tuple[int, int], kept: list[int], order
     out = Image.alpha_composite(base.convert("RGBA"), shade)
     if order:
         text = ImageDraw.Draw(out)
+        font = _font(max(9, int(cell_px * 0.5)))
+        outline = {"stroke_width": 1, "stroke_fill": (0, 0, 0, 255)} if isinstance(font, ImageFont.FreeTypeFont) else {}
         for rank, i in enumerate(order[:numbered]):
             if 0 <= i < h * w:
                 r, c = divmod(i, w)
-                text.text((c * cell_px + 3, r * cell_px + 3), str(rank + 1), fill=(255, 255, 0, 255))
+                text.text((c * cell_px + 3, r * cell_px + 2), str(rank + 1), fill=(255, 255, 0, 255), font=font,
+                          **outline)
     return out.convert("RGB")
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
 
 
 def _samples(cell, ids: list[str]) -> dict:
@@ -100,8 +118,12 @@ def token_pictures(run_dir, df, styles, n_samples: int = 3) -> list[tuple[str, b
     if done.empty:
         return []
     stores = {cs.cell.id: cs for cs in RunStore(run_dir).cells()}
-    counts = done.groupby(["model", "benchmark", "budget_label"])["label"].nunique()
-    for model, bench, budget in counts.sort_values(ascending=False, kind="stable").index:
+    if "tokens.kept_mean" not in done:
+        done = done.assign(**{"tokens.kept_mean": 0.0})
+    counts = done.groupby(["model", "benchmark", "budget_label"]).agg(
+        labels=("label", "nunique"), kept=("tokens.kept_mean", "mean")).fillna({"kept": 0.0})
+    # the most strategies first, and among those the fewest tokens (where they differ most)
+    for model, bench, budget in counts.sort_values(["labels", "kept"], ascending=[False, True], kind="stable").index:
         chosen = done[(done["model"] == model) & (done["benchmark"] == bench) & (done["budget_label"] == budget)]
         vanilla = df[(df["status"] == "done") & (df["strategy"] == "vanilla") & (df["model"] == model)
                      & (df["benchmark"] == bench)]
@@ -154,8 +176,8 @@ def _panel(label, record, image, native):
     if label == "vanilla" or record.get("kept") is None:
         return label, image.convert("RGB"), "all tokens", record
     t, h, w = _grid_hw(record)
-    if t != 1 or record["n_visual"] != h * w:
-        return label, None, f"not drawn: {t} frames / {record['n_visual']} tokens on a {h}x{w} grid", record
+    if t != 1 or not _on_grid(record):
+        return label, None, f"not drawn: {record['n_visual']} tokens in {t} frame(s) of {h}x{w}", record
     note = f"{record.get('count', len(record['kept']))} kept"
     seen = image
     if native and (h, w) != native:  # a resized input (e.g. downsample): draw on the image it saw
@@ -169,21 +191,20 @@ def _panel(label, record, image, native):
 def _figure(sample, panels, caption, styles) -> bytes:
     cols = min(len(panels), 6)
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.75 * rows + 0.6), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 3.2 * rows + 0.5), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (label, picture, note, record) in zip(axes.flat, panels):
         if picture is not None:
             ax.imshow(picture)
         else:
-            ax.text(0.5, 0.5, note, ha="center", va="center", wrap=True, fontsize=8, transform=ax.transAxes)
-        colour = "black" if label == "vanilla" else styles[label].colour
-        ax.set_title(_short(label, 26), fontsize=10, color=colour)
+            ax.text(0.5, 0.5, note.replace(": ", ":\n"), ha="center", va="center", fontsize=9, transform=ax.transAxes)
+        ax.set_title(_short(label, 26), fontsize=11, color=styles[label].colour)
         if record is not None:
             right = sample_correct(record.get("score"))
             mark = "" if right is None else (" ✓" if right >= 1 else " ✗")
-            ax.text(0.5, -0.04, f"{_short(str(record.get('prediction', '')).strip(), 22)!s}{mark}\n{note}",
-                    ha="center", va="top", fontsize=8.5, transform=ax.transAxes,
+            lines = [_short(str(record.get("prediction", "")).strip(), 22) + mark] + ([note] if picture is not None else [])
+            ax.text(0.5, -0.03, "\n".join(lines), ha="center", va="top", fontsize=9.5, transform=ax.transAxes,
                     color="#1a7f37" if mark == " ✓" else "#c62828" if mark == " ✗" else "black")
     question = " ".join(str(sample.prompt).split())
     reference = sample.references if isinstance(sample.references, str) else " / ".join(map(str, sample.references))
