@@ -106,11 +106,26 @@ def _mme_records(correct_pairs):
     return records
 
 
+def _bench_sampler(bench, records, with_counts=True):
+    metric = bench.main_metric
+    extra = {"counts": bench.resample_counts, "from_counts": bench.metric_from_counts} if with_counts else {}
+    return stats.Resampler(records, lambda recs: bench.aggregate(recs)[metric], bench.resample_unit,
+                           bench.resample_copy, **extra)
+
+
+def _same_on_resamples(bench, records):
+    """Counts and the aggregate itself give the same value on every resample."""
+    fast, slow = _bench_sampler(bench, records), _bench_sampler(bench, records, with_counts=False)
+    assert fast.method == "unit counts" and slow.method == "aggregate per resample"
+    block = next(stats.index_chunks(len(fast.keys), 40, seed=0, salt="x"))
+    np.testing.assert_allclose(fast.values(block), slow.values(block), rtol=1e-9)
+    return slow
+
+
 def test_mme_resamples_image_pairs_whole():
     bench = MME()
     records = _mme_records([(1, 1), (1, 0), (0, 0), (1, 1), (0, 1), (1, 1), (1, 1), (0, 0)] * 3)
-    sampler = stats.Resampler(records, lambda recs: bench.aggregate(recs)["perception"], bench.resample_unit,
-                              bench.resample_copy)
+    sampler = _same_on_resamples(bench, records)
     assert all(len(unit) == 2 and len({r["meta"]["question_id"] for r in unit}) == 1 for unit in sampler.units)
     assert sampler.contributions is None  # perception sums per-category scores: not a mean of pairs
     # every resample is a valid MME record set (a split or an unrelabelled duplicate pair would raise)
@@ -135,17 +150,17 @@ def test_mmbench_circular_groups_are_one_unit_and_a_mean():
     assert sampler.point == pytest.approx(200 / 3)
 
 
-def test_pope_f1_is_resampled_through_its_aggregate():
-    bench = POPE()
+@pytest.mark.parametrize("protocol", ["lmms-eval", "llava"])
+def test_pope_f1_from_counts_equals_its_aggregate(protocol):
+    bench = POPE(protocol=protocol)
     rng = np.random.default_rng(0)
     records = []
-    for i in range(200):
+    for i in range(300):
         gt = "yes" if i % 2 else "no"
-        pred = gt if rng.random() < 0.85 else ("no" if gt == "yes" else "yes")
+        pred = gt if rng.random() < 0.85 else str(rng.choice(["no" if gt == "yes" else "yes", "maybe"]))
         records.append({"id": str(i), "score": {"pred": pred, "gt": gt, "correct": float(pred == gt)},
-                        "meta": {"category": "random"}})
-    sampler = stats.Resampler(records, lambda recs: bench.aggregate(recs)["f1"], bench.resample_unit,
-                              bench.resample_copy)
+                        "meta": {"category": ("adversarial", "popular", "random")[i % 3]}})
+    sampler = _same_on_resamples(bench, records)
     assert sampler.contributions is None
-    lo, hi = stats.interval(stats.bootstrap([sampler], resamples=300, seed=0)[0])
-    assert lo < sampler.point < hi and hi - lo < 15
+    lo, hi = stats.interval(stats.bootstrap([_bench_sampler(bench, records)], resamples=500, seed=0)[0])
+    assert lo < sampler.point < hi and hi - lo < 20

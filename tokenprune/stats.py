@@ -4,7 +4,9 @@ differences between cells scored on the same samples, and McNemar's exact test.
 A score is whatever the benchmark's ``aggregate`` returns for its main metric (POPE's F1, MME's
 totals, MMBench's circular accuracy...), so every resample is scored by that same function. Where
 the metric is the mean of per-unit values (accuracy, OCRBench, MMBench's circular groups), which is
-checked on the data, each unit's value is computed once and a resample is a gathered mean; other
+checked on the data, each unit's value is computed once and a resample is a gathered mean; a
+benchmark whose metric is not a mean may give it as a function of per-unit counts
+(``Benchmark.resample_counts``/``metric_from_counts``, checked against the aggregate); other
 metrics call ``aggregate`` once per resample.
 
 Cells whose units are the same set draw the same resamples (one index matrix per set, seeded from
@@ -60,12 +62,16 @@ class Resampler:
     ``aggregate(records) -> float`` scores records; ``unit(record)`` names the record's unit;
     ``copy(record, k)`` relabels a record drawn a k-th extra time, so the aggregate counts it as
     a unit of its own (MME refuses an image with four answers, for instance); ``outcome(record)``
-    is its 0/1 correctness where it has one.
+    is its 0/1 correctness where it has one. ``counts(unit_records)`` and ``from_counts(totals)``,
+    where a benchmark gives them, express a metric that is not a mean through per-unit counts
+    (POPE's true and false positives, MME's per-category pair scores): a resample sums them.
     """
 
     def __init__(self, records: list[dict], aggregate: Callable[[list[dict]], float],
                  unit: Callable[[dict], Hashable], copy: Callable[[dict, int], dict],
-                 outcome: Callable[[dict], float | None] = lambda record: None):
+                 outcome: Callable[[dict], float | None] = lambda record: None,
+                 counts: Callable[[list[dict]], dict | None] | None = None,
+                 from_counts: Callable[[dict[str, np.ndarray]], np.ndarray] | None = None):
         groups: dict = defaultdict(list)
         for record in records:
             groups[unit(record)].append(record)
@@ -74,6 +80,7 @@ class Resampler:
         self.aggregate, self.copy = aggregate, copy
         self.point = float(aggregate(records))
         self.contributions = self._contributions()
+        self.counts = self._counts(counts, from_counts) if self.contributions is None and counts else None
         # right or wrong per unit (every record 0/1, every unit worth 0 or one same value): McNemar applies
         levels = set() if self.contributions is None else set(np.unique(self.contributions).tolist())
         self.binary = (bool(levels) and all(outcome(r) in (0.0, 1.0) for r in records)
@@ -93,6 +100,31 @@ class Resampler:
                 return None
         return values
 
+    def _counts(self, counts, from_counts) -> tuple[list[str], np.ndarray, Callable] | None:
+        """Per-unit counts (units x names) when ``from_counts`` of their sums reproduces the aggregate."""
+        try:
+            rows = [counts(recs) for recs in self.units]
+            if any(r is None for r in rows):
+                return None
+            names = sorted({k for r in rows for k in r})
+            table = np.array([[r.get(k, 0.0) for k in names] for r in rows], dtype=float)
+            check = np.random.default_rng(12345).integers(0, len(rows), size=(2, len(rows)))
+            found = (names, table, from_counts)
+            expected = [self.point] + [self._call(row) for row in check]
+            got = self._from_counts(found, np.vstack([np.arange(len(rows))[None], check]))
+        except Exception:  # noqa: BLE001 - counts that do not fit this data: call the aggregate instead
+            return None
+        return found if all(_same(float(g), e) for g, e in zip(got, expected)) else None
+
+    @staticmethod
+    def _from_counts(found, index: np.ndarray) -> np.ndarray:
+        names, table, from_counts = found
+        rows, n = index.shape
+        # how often each unit is drawn in each resample, then the summed counts: (rows x units) @ (units x names)
+        weights = np.bincount((np.arange(rows)[:, None] * n + index).ravel(), minlength=rows * n).reshape(rows, n)
+        totals = weights @ table
+        return np.asarray(from_counts({k: totals[:, j] for j, k in enumerate(names)}), dtype=float)
+
     def _call(self, row: np.ndarray) -> float:
         seen: Counter = Counter()
         records = []
@@ -106,7 +138,16 @@ class Resampler:
         """The metric on each row of ``index`` (rows of unit positions, drawn with replacement)."""
         if self.contributions is not None:
             return self.contributions[index].mean(axis=1)
+        if self.counts is not None:
+            return self._from_counts(self.counts, index)
         return np.array([self._call(row) for row in index])
+
+    @property
+    def method(self) -> str:
+        """How a resample is scored: a mean of per-unit values, sums of per-unit counts, or the aggregate."""
+        if self.contributions is not None:
+            return "mean of units"
+        return "unit counts" if self.counts is not None else "aggregate per resample"
 
 
 def index_chunks(n_units: int, resamples: int, seed: int, salt: str) -> Iterator[np.ndarray]:

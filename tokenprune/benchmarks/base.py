@@ -74,6 +74,16 @@ class Benchmark:
         ``aggregate`` counts it as a unit of its own (by default: a suffixed id)."""
         return {**record, "id": f"{record['id']}#{copy}"}
 
+    def resample_counts(self, records: list[dict]) -> dict[str, float] | None:
+        """Optional, for a fast bootstrap of a main metric that is not a mean of its units (an F1, a sum of
+        per-category scores): one unit's records as counts (e.g. {"tp": 1.0}). A resample sums its units'
+        counts and :meth:`metric_from_counts` scores the sums; None (the default): the aggregate is called."""
+        return None
+
+    def metric_from_counts(self, totals: dict) -> Any:
+        """The main metric from summed :meth:`resample_counts`, each a numpy array over resamples."""
+        raise NotImplementedError
+
     def source(self) -> dict[str, Any]:
         """Provenance recorded with every result: dataset id or path, revision, split."""
         return {}

@@ -50,8 +50,10 @@ def _benchmark(name: str, options: dict, cache: dict):
 def _resampler(row, records, cache) -> stats.Resampler:
     bench = _benchmark(row["benchmark"], row["benchmark_options"], cache)
     metric = row["main_metric"]
+    counted = metric == bench.main_metric  # the counts give the main metric
     return stats.Resampler(records, lambda recs: bench.aggregate(recs)[metric], bench.resample_unit,
-                           bench.resample_copy, outcome=lambda r: sample_correct(r.get("score")))
+                           bench.resample_copy, outcome=lambda r: sample_correct(r.get("score")),
+                           counts=bench.resample_counts if counted else None, from_counts=bench.metric_from_counts)
 
 
 def compute(df: pd.DataFrame, records: dict[str, list[dict]], resamples: int = stats.RESAMPLES,
@@ -78,7 +80,7 @@ def compute(df: pd.DataFrame, records: dict[str, list[dict]], resamples: int = s
         **dict(zip(("score_lo", "score_hi"), stats.interval(draws[cid]))),
         **(dict(zip(("relative_lo", "relative_hi"), stats.interval(relative[cid]))) if cid in relative else {}),
         "ci_units": len(samplers[cid].keys),
-        "ci_method": "mean of units" if samplers[cid].contributions is not None else "aggregate per resample",
+        "ci_method": samplers[cid].method,
     } for cid in ids], columns=["cell", "score_lo", "score_hi", "relative_lo", "relative_hi", "ci_units",
                                 "ci_method"])
     comparisons = _comparisons(done, samplers, draws, relative)
