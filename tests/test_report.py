@@ -243,3 +243,19 @@ def test_a_strategy_that_saw_a_smaller_image_is_drawn_on_it():
     video = {"kept": [0, 5], "n_visual": 32, "grid": [2, 4, 4]}
     _, missing, why, _ = _panel("video", video, image, native=(12, 12))
     assert missing is None and why == "not drawn: 32 tokens in 2 frame(s) of 4x4"
+
+
+def test_markdown_and_html_come_from_the_same_sections():
+    from tokenprune.report.document import Cell, Figure, Section, Table, Text, to_html, to_markdown
+
+    sections = [Section("Title", [Text("See `pool` and **this**.")], level=1),
+                Section("Scores", [Table(["Method", "a"], [[Cell("budget 4", italic=True), ""],
+                                                          ["x", Cell("1.0 ±0.2", bold=True, colour="#aabbcc")]]),
+                                   Figure("f.png", b"\x89PNG", "a figure", min_width=900)])]
+    md, page = to_markdown(sections), to_html(sections)
+    assert md == ("# Title\n\nSee `pool` and **this**.\n\n### Scores\n\n| Method | a |\n|---|---|\n"
+                  "| *budget 4* | |\n| x | **1.0 ±0.2** |\n\n![a figure](f.png)\n")
+    assert "<p>See <code>pool</code> and <b>this</b>.</p>" in page and "<h3>Scores</h3>" in page
+    assert '<td><i>budget 4</i></td><td></td>' in page
+    assert '<td style="background:#aabbcc"><b>1.0 ±0.2</b></td>' in page
+    assert 'style="min-width:900px"' in page

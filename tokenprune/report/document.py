@@ -129,7 +129,7 @@ def _html_block(block) -> str:
     if isinstance(block, Table):
         return html_table(block)
     if isinstance(block, Figure):
-        style = f' style="width:{block.min_width}px"' if block.min_width else ""
+        style = f' style="min-width:{block.min_width}px"' if block.min_width else ""
         return f'<img src="data:image/png;base64,{base64.b64encode(block.png).decode()}"{style}/>'
     raise TypeError(f"unknown report block {type(block).__name__}")
 
