@@ -95,15 +95,20 @@ def test_paper_table_groups_budgets_and_marks_best(tmp_path, fake_plugin):
 def test_report_is_self_contained_and_lists_failures(tmp_path, fake_plugin):
     run = tmp_path / "run"
     fabricate(run, skip={("uniform", 9, "counting_bench")}, fail={("random", 9, "image_bench")})
+    for cs in RunStore(run).cells():  # a score its records do not reproduce gets no interval
+        if (cs.cell.strategy, cs.cell.budget, cs.cell.benchmark) == ("uniform", 4, "image_bench"):
+            cs.finish({**cs.metrics(), "benchmark_metrics": {"accuracy": 66.0}})
     out = tmp_path / "rep"
     assert main(["report", str(run), "--out", str(out)]) == 0
     page = (out / "report.html").read_text()
     assert "http://" not in page and "https://" not in page  # opens from disk, no network
-    assert page.count("data:image/png;base64,") >= 5  # curves, Pareto x2, overhead, per type, token pictures
+    assert page.count("data:image/png;base64,") >= 5  # curves, Pareto x2, overhead, token pictures
     md = (out / "report.md").read_text()
     assert "FAILED m | random | 9 | image_bench: plugin exploded" in md
     assert "MISSING m | uniform | 9 | counting_bench" in md
     assert re.search(r"\| random \| 50\.0 ±[\d.]+ \| failed \| 50\.0% ±[\d.]+ \|", md)  # image_bench failed
+    assert "- m | uniform | 4 | image_bench: no interval (ValueError: its 20 records score 65, metrics.json says 66)" in md
+    assert re.search(r"\| uniform \| \*\*65\.0 ±[\d.]+\*\* \| \*\*66\.0\*\* \|", md)  # the score, no ±
     assert (out / "cells.csv").exists() and (out / "cells.parquet").exists()
     assert list((out).glob("tokens_*.png"))
 

@@ -82,7 +82,7 @@ def _comparison_tables(run: data.RunData, out: Path) -> list[Section]:
         if block is None:
             blocks = [Text("_no finished cells_")]
         else:
-            blocks = [block] + ([comparisons.table_caption(run.unc)] if run.unc is not None else [])
+            blocks = [block] + (comparisons.table_notes(run.unc, model) if run.unc is not None else [])
         note = notes.bundled_model_note(df[df["model"] == model])
         sections.append(Section(model, blocks + ([note] if note is not None else []), level=2))
         table.drop(columns=[c for c in table.columns if c.endswith("__status")]).to_csv(

@@ -7,12 +7,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from .document import Section, Table, Text
+from .document import Bullets, Section, Table, Text
 from .tables import budget_order
 from .uncertainty import AVG, Uncertainty
 
 
-def table_caption(unc: Uncertainty) -> Text:
+def table_notes(unc: Uncertainty, model: str) -> list:
+    """How to read the table's intervals and marks, and which of the model's cells have none."""
+    mine = [p for p in unc.problems if p.startswith(f"{model} | ")]
+    problems = [Text("No interval for these cells (their scores stand):"), Bullets(mine)] if mine else []
+    return [_caption(unc)] + problems
+
+
+def _caption(unc: Uncertainty) -> Text:
     return Text(
         f"Each entry: the score ± half the width of its 95 % bootstrap interval ({unc.resamples} resamples of "
         "each benchmark's resampling unit: a sample, or the group a benchmark scores together, such as MME's "

@@ -31,10 +31,11 @@ class Uncertainty:
     seconds: float = 0.0
     resamples: int = stats.RESAMPLES
     problems: list[str] = field(default_factory=list)  # cells left without an interval, and why
+    _index: dict = field(default_factory=dict, init=False, repr=False)
 
     def lookup(self, model, budget, label, benchmark) -> dict:
         """The comparison row of a table entry ({} when there is none)."""
-        if not hasattr(self, "_index"):
+        if not self._index and not self.comparisons.empty:
             self._index = {(r["model"], r["budget_label"], r["label"], r["benchmark"]): r
                            for r in self.comparisons.to_dict("records")}
         return self._index.get((model, budget, label, benchmark), {})
@@ -58,9 +59,11 @@ def _resampler(row, records, cache) -> stats.Resampler:
 
 def compute(df: pd.DataFrame, records: dict[str, list[dict]], resamples: int = stats.RESAMPLES,
             seed: int = 0) -> Uncertainty:
-    start = time.perf_counter()
     done = df[(df["status"] == "done") & df["score"].notna()]
     cache: dict = {}
+    if not done.empty:
+        registry.entries("benchmarks")  # plugins load once per process: not part of the statistics' time
+    start = time.perf_counter()
     samplers, problems = {}, []
     for _, row in done.iterrows():
         try:
