@@ -98,6 +98,14 @@ def _reference(ax, y: float, text: str, lo=float("nan"), hi=float("nan")):
                 ha="right", va="bottom", fontsize=9)
 
 
+def _log_if_wide(ax, values: pd.Series, ratio: float = 20.0):
+    """A log axis when the values span more than ``ratio`` (timings of fast and slow strategies)."""
+    positive = pd.to_numeric(values, errors="coerce")
+    positive = positive[positive > 0]
+    if not positive.empty and positive.max() / positive.min() > ratio:
+        ax.set_xscale("log")
+
+
 def _facets(n: int, height: float = 4.2):
     cols = min(n, 2)
     rows = math.ceil(n / cols)
@@ -191,6 +199,7 @@ def pareto(df: pd.DataFrame, cost: str, cost_label: str, styles: Styles, spread:
                             label=label if i == mine.index[0] else None)
         front = pareto_front(part, x, y)
         ax.step(front[x], front[y], where="post", color="black", linewidth=1, alpha=0.6, label="Pareto front")
+        _log_if_wide(ax, part[x])
         ax.set_title(model)
         ax.set_xlabel(cost_label)
         ax.set_ylabel("% of vanilla (95 % interval)" if value == "relative" else "score")
@@ -216,7 +225,6 @@ def selection_overhead(df: pd.DataFrame, styles: Styles) -> bytes | None:
     fig, axes = plt.subplots(1, len(budgets), figsize=(max(WIDTH, 3.2 * len(budgets)), 0.32 * len(labels) + 1.6),
                              sharey=True, squeeze=False)
     values = pd.to_numeric(d[col], errors="coerce") * 1e3
-    wide = values.max() / max(values[values > 0].min(), 1e-9) > 50 if (values > 0).any() else False
     for ax, budget in zip(axes[0], budgets):
         part = d[d["budget_label"] == budget]
         for row, label in enumerate(labels):
@@ -232,8 +240,7 @@ def selection_overhead(df: pd.DataFrame, styles: Styles) -> bytes | None:
                         markerfacecolor="white" if mine["_loaded"].any() else look.colour, linestyle="none")
         ax.set_title(f"budget {budget}")
         ax.set_xlabel("selection time per sample (ms)")
-        if wide:
-            ax.set_xscale("log")
+        _log_if_wide(ax, values)
         ax.grid(alpha=0.25, axis="x")
     axes[0][0].set_yticks(range(len(labels)))
     axes[0][0].set_yticklabels(labels)
