@@ -12,14 +12,14 @@ from .pictures import token_pictures
 from .style import Styles
 
 
-def df_table(df: pd.DataFrame) -> Table:
+def df_table(df: pd.DataFrame, text_columns: int = 1) -> Table:
     """A plain data frame as a report table (floats to 3 significant digits, None as a dash)."""
     def fmt(v):
         if isinstance(v, float):
             return f"{v:.3g}"
         return "—" if v is None else str(v)
 
-    return Table(list(df.columns), [[fmt(v) for v in row] for row in df.itertuples(index=False)])
+    return Table(list(df.columns), [[fmt(v) for v in row] for row in df.itertuples(index=False)], text_columns)
 
 
 def write_report(run_dir, out=None) -> Path:
@@ -108,7 +108,8 @@ def _figures(run: data.RunData, styles: Styles) -> list[Section]:
         ("Accuracy vs retained visual tokens", plots.accuracy_vs_tokens(df, styles, unc), bars),
         ("% of vanilla vs retained visual tokens", plots.relative_vs_tokens(df, styles, unc), bars),
         ("Accuracy vs analytic prefill FLOPs (Pareto front)",
-         plots.pareto(df, "flops.prefill_flops", "prefill FLOPs (analytic, mean per sample)", styles, unc=unc),
+         plots.pareto(df, "flops.prefill_flops", "prefill FLOPs (analytic, mean per sample)", styles, unc=unc,
+                      engineering=True),
          "Vertical bars: 95 % bootstrap intervals. The line joins the points no cheaper point beats."),
         ("Accuracy vs measured prefill latency (Pareto front)",
          plots.pareto(df, "latency.prefill_s_median", "prefill / TTFT per sample, median (s)", styles,
@@ -149,12 +150,12 @@ def _per_sample_tables(df: pd.DataFrame, label_order: list[str]) -> list[Section
         text = ("Loyalty: % of samples answered as the unpruned model answered them. Hard subset: accuracy on "
                 "the samples the `pool` baseline at the same budget gets wrong (where strategies differ).")
         sections.append(Section("Loyalty and the hard subset",
-                                [Text(text), df_table(tables.in_table_order(loyal_df, label_order)[loyal_cols])]))
+                                [Text(text), df_table(tables.in_table_order(loyal_df, label_order)[loyal_cols], 4)]))
     diag_cols = ["model", "label", "budget_label", "benchmark"] + [f"diagnostics.{k}" for k in data.DIAGNOSTICS]
     diag_df = tables.in_table_order(df[(df["status"] == "done") & df["diagnostics.edge_tokens"].notna()],
                                     label_order)[diag_cols]
     if not diag_df.empty:
-        sections.append(notes.diagnostics_section(df_table(diag_df.rename(columns=lambda c: c.replace("diagnostics.", "")))))
+        sections.append(notes.diagnostics_section(df_table(diag_df.rename(columns=lambda c: c.replace("diagnostics.", "")), 4)))
     return sections
 
 

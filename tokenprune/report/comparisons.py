@@ -79,7 +79,10 @@ def comparison_sections(unc: Uncertainty, df: pd.DataFrame, label_order: list[st
     comp.to_csv(out / "comparisons.csv", index=False)
     sections = []
     for model in sorted(comp["model"].unique()):
-        part = _ordered(comp[(comp["model"] == model) & (comp["label"] != "vanilla")], df, label_order)
+        part = comp[(comp["model"] == model) & (comp["label"] != "vanilla")]
+        if part.loc[part["benchmark"] != AVG, "benchmark"].nunique() == 1:  # the Avg. would repeat it (in %)
+            part = part[part["benchmark"] != AVG]
+        part = _ordered(part, df, label_order)
         rows = []
         for r in part.to_dict("records"):
             rows.append([r["budget_label"], r["label"], r["benchmark"], _with_interval(r, "score", "lo", "hi"),
@@ -89,11 +92,11 @@ def comparison_sections(unc: Uncertainty, df: pd.DataFrame, label_order: list[st
                          _p(r.get("vs_best_mcnemar_p")), _verdict(r)])
         text = Text("Score with its 95 % interval; differences (this strategy − vanilla, this − the best at its "
                     "budget) with their paired 95 % bootstrap intervals, on the same resamples of the same "
-                    "samples, and McNemar's exact p where every unit is right or wrong (single seeds). "
-                    "≈ best: the interval of the difference to the best contains 0 or p ≥ 0.05. Avg. rows: % of vanilla, "
-                    "averaged over benchmarks. All in comparisons.csv.")
-        table = Table(["budget", "strategy", "benchmark", "score [95 % CI]", "− vanilla [95 % CI]", "p",
-                       "− best [95 % CI]", "p", "vs best"], rows)
+                    "samples, and McNemar's exact p where every unit is right or wrong (single seeds; — otherwise). "
+                    "≈ best: the interval of the difference to the best contains 0 or p ≥ 0.05. Avg. rows (several "
+                    "benchmarks): % of vanilla, averaged over them. All in comparisons.csv.")
+        table = Table(["budget", "strategy", "benchmark", "score [95 % CI]", "− vanilla [95 % CI]", "p vs vanilla",
+                       "− best [95 % CI]", "p vs best", "vs best"], rows, text_columns=3)
         sections.append(Section(f"Paired comparisons: {model}", [text, table]))
     return sections
 
@@ -110,7 +113,7 @@ def seed_section(unc: Uncertainty, df: pd.DataFrame, label_order: list[str]) -> 
                     "`limit` is seeded). The comparison table shows the mean over seeds (± its bootstrap "
                     "interval) and `sd`, the standard deviation of the score across seeds.")
         return Section("Across seeds", [text, Table(["model", "budget", "strategy", "benchmark", "seeds", "mean",
-                                                     "sd"], rows)])
+                                                     "sd"], rows, text_columns=4)])
     random_like = sorted(set(df.loc[df["strategy"] == "random", "label"].dropna()))
     if random_like:
         return Section("Across seeds", [Text(

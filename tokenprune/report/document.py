@@ -37,6 +37,7 @@ class Cell:
 class Table:
     columns: list[str]
     rows: list[list]  # entries are str or Cell
+    text_columns: int = 1  # leading columns of names, left-aligned in the HTML (numbers align right)
 
 
 @dataclass
@@ -107,17 +108,20 @@ def _inline(text: str) -> str:
 
 
 def html_table(table: Table) -> str:
-    def entry(tag: str, c: Cell) -> str:
+    def entry(tag: str, c: Cell, i: int) -> str:
         text = html.escape(c.text)
         if c.bold:
             text = f"<b>{text}</b>"
         if c.italic:
             text = f"<i>{text}</i>"
-        style = f' style="background:{c.colour}"' if c.colour else ""
+        styles = [f"background:{c.colour}"] if c.colour else []
+        if 0 < i < table.text_columns:  # the first column is left-aligned by the page's style
+            styles.append("text-align:left")
+        style = f' style="{";".join(styles)}"' if styles else ""
         return f"<{tag}{style}>{text}</{tag}>"
 
-    rows = ["<tr>" + "".join(entry("th", Cell(c)) for c in table.columns) + "</tr>"]
-    rows += ["<tr>" + "".join(entry("td", _cell(c)) for c in row) + "</tr>" for row in table.rows]
+    rows = ["<tr>" + "".join(entry("th", Cell(c), i) for i, c in enumerate(table.columns)) + "</tr>"]
+    rows += ["<tr>" + "".join(entry("td", _cell(c), i) for i, c in enumerate(row)) + "</tr>" for row in table.rows]
     return "<table>" + "".join(rows) + "</table>"
 
 
@@ -135,7 +139,7 @@ def _html_block(block) -> str:
 
 
 _STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}"
-          "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}"
+          "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
           "img{max-width:100%}")
 
 

@@ -191,7 +191,7 @@ def _panel(label, record, image, native):
 def _figure(sample, panels, caption, styles) -> bytes:
     cols = min(len(panels), 6)
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 3.2 * rows + 0.5), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 3.3 * rows + 0.6), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (label, picture, note, record) in zip(axes.flat, panels):
@@ -199,17 +199,17 @@ def _figure(sample, panels, caption, styles) -> bytes:
             ax.imshow(picture)
         else:
             ax.text(0.5, 0.5, note.replace(": ", ":\n"), ha="center", va="center", fontsize=9, transform=ax.transAxes)
-        ax.set_title(_short(label, 26), fontsize=11, color=styles[label].colour)
+        ax.set_title(_short(label, 24), fontsize=12.5, color=styles[label].colour)
         if record is not None:
             right = sample_correct(record.get("score"))
             mark = "" if right is None else (" ✓" if right >= 1 else " ✗")
             lines = [_short(str(record.get("prediction", "")).strip(), 22) + mark] + ([note] if picture is not None else [])
-            ax.text(0.5, -0.03, "\n".join(lines), ha="center", va="top", fontsize=9.5, transform=ax.transAxes,
+            ax.text(0.5, -0.03, "\n".join(lines), ha="center", va="top", fontsize=11, transform=ax.transAxes,
                     color="#1a7f37" if mark == " ✓" else "#c62828" if mark == " ✗" else "black")
     question = " ".join(str(sample.prompt).split())
     reference = sample.references if isinstance(sample.references, str) else " / ".join(map(str, sample.references))
     fig.suptitle(f"{caption}\nQ: {_short(question, 140)}   ·   reference answer: {_short(reference, 40)}",
-                 fontsize=10.5, y=1.0)
+                 fontsize=13.5, y=1.0)
     fig.tight_layout()
     return png(fig)
 

@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: no display on CI machines
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import EngFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .environment import under_load  # noqa: E402
@@ -94,8 +95,8 @@ def _reference(ax, y: float, text: str, lo=float("nan"), hi=float("nan")):
     ax.axhline(y, color="black", linestyle="--", linewidth=1)
     if not (math.isnan(lo) or math.isnan(hi)):
         ax.axhspan(lo, hi, color="black", alpha=0.07, linewidth=0)
-    ax.annotate(text, xy=(1.0, y), xycoords=("axes fraction", "data"), xytext=(-4, 3), textcoords="offset points",
-                ha="right", va="bottom", fontsize=9)
+    ax.annotate(text, xy=(0.0, y), xycoords=("axes fraction", "data"), xytext=(4, 3), textcoords="offset points",
+                ha="left", va="bottom", fontsize=9)
 
 
 def _log_if_wide(ax, values: pd.Series, ratio: float = 20.0):
@@ -133,7 +134,7 @@ def accuracy_vs_tokens(df: pd.DataFrame, styles: Styles, unc=None) -> bytes | No
     if pts.empty:
         return None
     panels = list(pts.groupby(["model", "benchmark"], sort=True))
-    fig, axes = _facets(len(panels))
+    fig, axes = _facets(len(panels), height=5.4)
     vanilla = _done(df)[lambda x: x["strategy"] == "vanilla"]
     for ax, ((model, bench), part) in zip(axes, panels):
         _curves(ax, part, styles)
@@ -152,7 +153,7 @@ def relative_vs_tokens(df: pd.DataFrame, styles: Styles, unc=None) -> bytes | No
     if pts.empty:
         return None
     panels = list(pts.groupby("model", sort=True))
-    fig, axes = _facets(len(panels))
+    fig, axes = _facets(len(panels), height=5.4)
     for ax, (model, part) in zip(axes, panels):
         _curves(ax, part, styles)
         _reference(ax, 100.0, "vanilla = 100 %")
@@ -163,11 +164,11 @@ def relative_vs_tokens(df: pd.DataFrame, styles: Styles, unc=None) -> bytes | No
 
 
 def pareto(df: pd.DataFrame, cost: str, cost_label: str, styles: Styles, spread: tuple[str, str] | None = None,
-           unc=None) -> bytes | None:
+           unc=None, engineering: bool = False) -> bytes | None:
     """Score (% of vanilla where there is a vanilla cell) against a cost, one point per label and budget.
 
     ``spread`` names the columns of the cost's 25th and 75th percentiles (drawn as horizontal bars);
-    cells timed under load are drawn hollow.
+    cells timed under load are drawn hollow; ``engineering``: cost ticks as 50M, 1.5G...
     """
     d = _done(df)
     if cost not in d or d[cost].isna().all():
@@ -200,6 +201,8 @@ def pareto(df: pd.DataFrame, cost: str, cost_label: str, styles: Styles, spread:
         front = pareto_front(part, x, y)
         ax.step(front[x], front[y], where="post", color="black", linewidth=1, alpha=0.6, label="Pareto front")
         _log_if_wide(ax, part[x])
+        if engineering:
+            ax.xaxis.set_major_formatter(EngFormatter())
         ax.set_title(model)
         ax.set_xlabel(cost_label)
         ax.set_ylabel("% of vanilla (95 % interval)" if value == "relative" else "score")
