@@ -43,6 +43,7 @@ def fabricate(run_dir, skip=(), fail=(), raw=GRID, rewrite=lambda cells: cells, 
             continue
         kept = list(range(0, 36, 4))[: cell.budget or 36] if cell.strategy != "vanilla" else list(range(36))
         score = SCORES.get(cell.strategy, 70.0) - (0 if cell.budget != 4 else 10) * (cell.strategy != "vanilla")
+        score += 5.0 * cell.seed * (cell.strategy == "random")  # another draw, another score
         right = round(score / 100 * N)  # the records agree with the score: the first `right` samples are right
         for i in range(N):
             cs.append({"id": f"q{i}", "prediction": "yes", "score": {"correct": float(i < right)}, "meta": {},
@@ -173,6 +174,18 @@ def test_latency_spread_environment_and_load_warning(tmp_path, fake_plugin):
     assert "| torch threads | 2 |" in env and "| 1-min load average while timing | 0.50 – 3.20 (median 0.50) |" in env
     assert "| cells timed under load | 4 of 10 |" in env
     assert "| latency measured on | not recorded (6 cells), latency-subset (4 cells) |" in env
+
+
+def test_seeds_are_pooled_with_their_spread(tmp_path, fake_plugin):
+    run = tmp_path / "run"
+    fabricate(run, raw=dict(GRID, seeds=[0, 1], benchmarks=[{"name": "counting_bench", "n": 20}]))
+    main(["report", str(run), "--out", str(tmp_path / "rep")])
+    md = (tmp_path / "rep" / "report.md").read_text()
+    # random scores 40 and 45 at 4 tokens with seeds 0 and 1: mean 42.5, sd 3.5
+    assert re.search(r"\| random \| (\*\*)?42\.5 ±[\d.]+ sd 3\.5(\*\*)? \|", md)
+    seeds = md[md.index("### Across seeds"):]
+    assert "| m | 4 | random | counting_bench | 2 | 42.5 | 3.5 |" in seeds
+    assert "| m | 4 | uniform | counting_bench | 2 | 65.0 | 0.0 |" in seeds
 
 
 def test_report_of_an_empty_run_does_not_crash(tmp_path, fake_plugin):

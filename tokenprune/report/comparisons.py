@@ -109,9 +109,9 @@ def seed_section(unc: Uncertainty, df: pd.DataFrame, label_order: list[str]) -> 
         multi = _ordered(multi, df, label_order)
         rows = [[r["model"], r["budget_label"], r["label"], r["benchmark"], str(int(r["n_seeds"])),
                  _num(r.get("seed_mean")), _num(r.get("seed_sd"))] for r in multi.to_dict("records")]
-        text = Text("Seeds change what a strategy that draws at random keeps (and the sample subset, where "
-                    "`limit` is seeded). The comparison table shows the mean over seeds (± its bootstrap "
-                    "interval) and `sd`, the standard deviation of the score across seeds.")
+        text = Text("A grid's seeds seed the strategies: they change what a strategy that draws at random keeps, "
+                    "on the same samples. The comparison table shows the mean over seeds (± its bootstrap "
+                    "interval over samples) and `sd`, the standard deviation of the score across seeds.")
         return Section("Across seeds", [text, Table(["model", "budget", "strategy", "benchmark", "seeds", "mean",
                                                      "sd"], rows, text_columns=4)])
     random_like = sorted(set(df.loc[df["strategy"] == "random", "label"].dropna()))

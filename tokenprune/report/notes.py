@@ -18,8 +18,8 @@ BUNDLED_MODEL = (
     "that prunes at layer 2 cuts right where the model was taught to read the image. Its scenes are small and "
     "sparse (at most 9 items in a 3x3 layout on 144 tokens; a question rests on the patches of one to a few "
     "items), unlike natural images. The ranking says what each "
-    "strategy keeps on such scenes and which differences are beyond the noise of 600 questions; it does not "
-    "predict how the strategies rank with LLaVA-1.5 on the paper's benchmarks.")
+    "strategy keeps on such scenes, and the intervals say which differences exceed the noise of the questions "
+    "asked; it does not predict how the strategies rank with LLaVA-1.5 on the paper's benchmarks.")
 
 DIAGNOSTICS = (
     "Means over samples, on the token grid of the image the strategy saw. **edge_tokens**: kept tokens on the "
