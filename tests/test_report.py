@@ -202,13 +202,16 @@ def test_report_on_a_non_run_dir_is_a_clear_error(tmp_path, capsys):
 def test_paper_numbers_beside_ours(tmp_path, fake_plugin):
     run = tmp_path / "run"
     fabricate(run)
-    raw = dict(GRID, paper={"source": "Made-up et al.", "avg_relative": {"uniform": {4: 70.0}},
-                            "scores": {"random": {9: {"counting_bench": 52.5}}}})
+    metrics = {"counting_bench": "accuracy", "image_bench": "accuracy"}
+    raw = dict(GRID, paper={"source": "Made-up et al.", "metrics": metrics,
+                            "rows": [{"label": "uniform", "budget": 4, "source": "Table 2", "avg_relative": 70.0},
+                                     {"label": "random", "budget": 9, "source": "secondary",
+                                      "scores": {"counting_bench": 52.5}}]})
     RunStore(run).init(None, raw)
     main(["report", str(run), "--out", str(tmp_path / "rep")])
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "| uniform | 4 | Avg. % of vanilla | 70.00 | 65.00 | -5.00 |" in md
-    assert "| random | 9 | counting_bench | 52.50 | 50.00 | -2.50 |" in md
+    assert "| m | uniform | 4 | Avg. % of vanilla (2 benchmarks) | 70.00 | 65.00 | -5.00 | Table 2 |" in md
+    assert "| m | random | 9 | counting_bench (accuracy) | 52.50 | 50.00 | -2.50 | secondary |" in md
 
 
 def test_pareto_front():

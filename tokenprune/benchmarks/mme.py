@@ -1,5 +1,8 @@
 """MME: paired yes/no questions over 14 subtasks; the score of a subtask is
 acc + acc+ (max 200), perception sums 10 subtasks (max 2000), cognition 4 (max 800).
+The main metric is their sum, ``total`` (max 2800), as in the MME column of pruning
+papers (VLM-Pruner's supplement gives Qwen2-VL-7B 2321 in Table 13, above the
+perception maximum); perception and cognition are reported beside it.
 
 lmms-eval and the LLaVA-1.5 script share prompts and scoring and differ only
 in how an answer is read as yes/no (see scoring.yesno).
@@ -23,7 +26,7 @@ _ORIGINAL_SUFFIX = " Please answer yes or no."
 class MME(DatasetBenchmark):
     name = "mme"
     protocols = ("lmms-eval", "llava")
-    main_metric = "perception"
+    main_metric = "total"
     max_new_tokens = 16
     hub_id, hub_config, hub_split = "lmms-lab-encoder/MME", None, "test"
     params = dataset_params(hub_id, hub_config, hub_split)
@@ -57,7 +60,7 @@ class MME(DatasetBenchmark):
         return {**record, "meta": {**record["meta"], "question_id": f"{record['meta']['question_id']}#{copy}"}}
 
     def resample_counts(self, records):
-        # an image pair's acc + acc+ in its category; perception sums the per-category means
+        # an image pair's acc + acc+ in its category; the totals sum the per-category means
         category = records[0]["meta"]["category"]
         return {f"{category}/pairs": 1.0, f"{category}/score": mme_category_score(
             {0: [r["score"]["correct"] for r in records]})}
@@ -65,7 +68,10 @@ class MME(DatasetBenchmark):
     def metric_from_counts(self, totals):
         import numpy as np
 
-        cats = [k[: -len("/pairs")] for k in totals if k.endswith("/pairs") and k[: -len("/pairs")] in PERCEPTION]
+        # the main metric: perception, cognition (every other category, as in aggregate) or both
+        keep = {"perception": lambda c: c in PERCEPTION, "cognition": lambda c: c not in PERCEPTION}.get(
+            self.main_metric, lambda c: True)
+        cats = [k[: -len("/pairs")] for k in totals if k.endswith("/pairs") and keep(k[: -len("/pairs")])]
         with np.errstate(invalid="ignore", divide="ignore"):
             return sum(np.where(totals[f"{c}/pairs"] > 0, totals[f"{c}/score"] / totals[f"{c}/pairs"], 0.0)
                        for c in cats) + np.zeros_like(next(iter(totals.values())))

@@ -12,7 +12,8 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 from ..errors import BudgetError, ConfigError
-from .handle import PruneError, PruneHandle
+from .checks import PruneError
+from .handle import PruneHandle
 
 __all__ = ["PruneError", "PruneHandle", "apply"]
 

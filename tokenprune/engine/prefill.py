@@ -14,7 +14,7 @@ import torch
 
 from ..selection import Context
 from . import signals
-from .layout import Layout
+from .layout import Layout, take
 from .spans import Visuals
 
 #: ctx.extras keys this engine can fill (see docs/engine.md).
@@ -42,6 +42,14 @@ class Outcome:
     records: list = field(default_factory=list)
     kept_visual: list = field(default_factory=list)  # per sample: LongTensor of kept indices into its N
     pending_diagnostics: list = field(default_factory=list)  # (record, coords, kept, kept features) per sample
+
+    def gather(self, states: torch.Tensor) -> torch.Tensor:
+        """Kept rows of [B, L, D] states, with the strategy's replacement rows written in."""
+        out = take(states, self.layout.src, batch_dim=0, seq_dim=1)
+        for b, (slots, rows) in enumerate(zip(self.replace_slots, self.replace_rows)):
+            if slots is not None:
+                out[b, slots.to(out.device)] = rows.to(out.device, out.dtype)
+        return out
 
 
 def _sync(device):
@@ -82,6 +90,12 @@ class Prefill:
         self.seeds = [sample_seed(seed, input_ids[b, int(self.first_rows[b]):int(self.last_rows[b]) + 1])
                       for b in range(self.B)]
         self.has_visual = any(v.n for v in visuals)
+
+    def text_only_records(self, prefill_number: int) -> list[dict]:
+        """The records of a prefill without visual tokens: nothing to select, everything kept."""
+        return [{"prefill": prefill_number, "sample": b, "n_visual": 0, "kept": [], "count": 0,
+                 "budget": 0, "select_s": 0.0, "vision_s": 0.0, "grid": None, "batch_size": self.B,
+                 "info": {}, "diagnostics": None} for b in range(self.B)]
 
     # ------------------------------------------------------------------ per-sample token sets
     def text_after(self, b: int) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Prune points, and chaining two of them in one prefill (a pre_llm prune, then one at layer K).
 
-A :class:`PrunePoint` is what ``Prefill.run`` needs to call a strategy at one place in the model.
-A two-stage strategy (``tokenprune.TwoStage``) gives the engine two of them. The second
+A :class:`PrunePoint` is what ``Prefill.run`` needs to call a strategy at one place in the model;
+:func:`prune_points` gives a strategy's points. A two-stage strategy (``tokenprune.TwoStage``)
+gives the engine two of them. The second
 one works on the sequence the LLM really receives after the first: :func:`survivors` builds its
 ``Prefill`` over that shorter sequence (the first layout's slots), and :func:`merged_records`
 maps its kept indices back to the sample's original visual tokens.
@@ -13,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from ..two_stage import TwoStage
 from . import layout as lay
 from . import positions as pos_ops
 from .prefill import Outcome, Prefill
@@ -33,6 +35,35 @@ class PrunePoint:
     stage: str
     budget_for: Callable[[int, int], int]
     head_dim: int
+
+    @property
+    def extras(self) -> tuple:
+        """The ctx.extras keys the strategy asks for."""
+        return tuple(getattr(self.strategy, "required_extras", ()) or ())
+
+
+def prune_points(strategy, budget_for: Callable[[int], int], head_dim: int) -> tuple[PrunePoint | None,
+                                                                                        PrunePoint | None]:
+    """(the point before the LLM, the point at layer K) of ``strategy``; either may be None.
+
+    ``budget_for(n)`` is the handle's rule (budget or keep_ratio) for a sample of n visual tokens. An
+    input-stage strategy selects before the LLM, on the tokens of the resized image. A two-stage
+    strategy's first point keeps ``first_budget`` tokens; its final budget is set by the full prompt's
+    N (keep_ratio), capped by the survivors.
+    """
+    if not isinstance(strategy, TwoStage):
+        stage = "llm" if strategy.stage == "llm" else "pre_llm"
+        point = PrunePoint(strategy, stage, lambda native, n: budget_for(n), head_dim)
+        return (None, point) if stage == "llm" else (point, None)
+    first, second = strategy.parts()
+
+    def first_budget(native, n):
+        return strategy.checked_first_budget(n, budget_for(n))
+
+    def final_budget(native, n):
+        return min(budget_for(native), n)
+
+    return PrunePoint(first, "pre_llm", first_budget, head_dim), PrunePoint(second, "llm", final_budget, head_dim)
 
 
 def survivors(prefill: Prefill, first: Outcome) -> Prefill:

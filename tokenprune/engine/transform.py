@@ -6,6 +6,9 @@ Decoder layers in transformers 5.x receive ``hidden_states`` plus
 [B|1, L, head_dim], all shared by every layer. At prefill they are gathered to
 the kept slots; while decoding only the key axis of the mask changes (layers
 >= K cache fewer keys than layer 0, from which the model sizes its masks).
+:class:`Rewriter` applies these to the LLM's call (pre_llm pruning) and to every
+decoder layer >= K (llm pruning); the position ids come from the handle's
+position policy (positions.py).
 """
 from __future__ import annotations
 
@@ -100,3 +103,80 @@ class Memo:
         new = make(obj)
         self._done[key] = (obj, new)
         return new
+
+
+class Rewriter:
+    """The keyword rewriting of one handle: its mask format and position policy are fixed at apply().
+
+    ``p`` is the pass (state.Pass) being served, ``step`` the LLM forward in progress (state.Forward).
+    The per-layer methods go through ``step.memo``, so layers >= K share one rewritten object each.
+    """
+
+    def __init__(self, fmt: str, positions):
+        self.fmt = fmt
+        self.positions = positions
+
+    # ------------------------------------------------------------------ the LLM's call (pre_llm pruning)
+    def lm_prefill(self, kwargs: dict, outcome, p) -> dict:
+        """The LLM's inputs with only the kept tokens."""
+        layout = outcome.layout
+        embeds = kwargs["inputs_embeds"]
+        kwargs["inputs_embeds"] = outcome.gather(embeds)
+        mask = kwargs.get("attention_mask")
+        if mask is None:
+            # an explicit all-ones mask also stops transformers from reading gapped ids as packed sequences
+            kwargs["attention_mask"] = layout.live().long()
+        else:
+            kwargs["attention_mask"] = lay.mask2d(mask, layout)
+        kwargs["position_ids"] = self.positions.lm_prefill_ids(kwargs.get("position_ids"), layout, p.renumbering,
+                                                               embeds.device)
+        return kwargs
+
+    def lm_decode(self, kwargs: dict, p, step) -> dict:
+        """A decode step after pre_llm pruning: the 2-D mask (or one for the dead slots) over the pruned cache."""
+        layout = p.lm_layout
+        q = kwargs["inputs_embeds"].shape[1]
+        removed = layout.full - layout.length
+        mask = kwargs.get("attention_mask")
+        if mask is not None:
+            kwargs["attention_mask"] = lay.mask2d(mask, layout)
+        elif layout.valid is not None:
+            kwargs["attention_mask"] = layout.extended(step.seen + removed + q)[1].long()
+        kwargs["position_ids"] = self.positions.lm_decode_ids(kwargs.get("position_ids"), p.renumbering, seen=step.seen,
+                                                              removed=removed, q=q,
+                                                              device=kwargs["inputs_embeds"].device)
+        return kwargs
+
+    # ------------------------------------------------------------------ decoder layers >= K (llm pruning)
+    def layer_prefill(self, kwargs: dict, hidden, p, step) -> dict:
+        layout, renumbering, memo, policy = p.outcome.layout, p.renumbering, step.memo, self.positions
+        kwargs["attention_mask"] = memo.get("mask", kwargs.get("attention_mask"), lambda m: prefill_mask(
+            m, layout, fmt=self.fmt, dtype=hidden.dtype))
+        kwargs["position_ids"] = memo.get("pos", kwargs.get("position_ids"),
+                                          lambda t: policy.layer_prefill_ids(t, layout, renumbering))
+        kwargs["position_embeddings"] = memo.get("rope", kwargs.get("position_embeddings"),
+                                                 lambda t: policy.layer_prefill_rope(t, layout, renumbering, hidden))
+        return kwargs
+
+    def layer_decode(self, kwargs: dict, hidden, index: int, p, step) -> dict | None:
+        """Layer ``index`` while decoding; None when nothing needs rewriting."""
+        layout, memo, policy = p.outcome.layout, step.memo, self.positions
+        if layout.is_identity() and not policy.rewrites_decode:
+            return None
+        q = hidden.shape[1]
+        kwargs["attention_mask"] = memo.get("mask", kwargs.get("attention_mask"), lambda m: decode_mask(
+            m, layout, q=q, total=_unpruned_keys(kwargs.get("past_key_values"), index, layout, q), fmt=self.fmt,
+            dtype=hidden.dtype))
+        if policy.rewrites_decode:
+            renumbering = p.renumbering
+            kwargs["position_ids"] = memo.get("pos", kwargs.get("position_ids"),
+                                              lambda t: policy.layer_decode_ids(t, renumbering))
+            kwargs["position_embeddings"] = memo.get("rope", kwargs.get("position_embeddings"), lambda _: (
+                policy.layer_decode_rope(hidden, renumbering, seen=step.seen, lm_positions=step.lm_positions)))
+        return kwargs
+
+
+def _unpruned_keys(cache, index: int, layout: Layout, q: int) -> int:
+    """Keys layer ``index`` would hold after this step without pruning (the model sizes masks from layer 0)."""
+    cached = cache.get_seq_length(index) if cache is not None else layout.length
+    return cached + layout.full - layout.length + q

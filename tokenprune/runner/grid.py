@@ -13,7 +13,8 @@ import yaml
 
 from .. import registry
 from ..errors import ConfigError, TokenpruneError
-from .spec import CellSpec, ModelSpec
+from .paper_spec import GridAxes, PaperSpec, parse_paper
+from .spec import CellSpec, ModelSpec, budget_label
 
 TOP_KEYS = {
     "name": "run name (default: the file name)",
@@ -26,8 +27,9 @@ TOP_KEYS = {
     "batch_size": "samples per generate() call",
     "executor": "name or {name, <options>}",
     "latency": "{warmup}: samples per cell excluded from latency statistics",
-    "paper": "published numbers to print beside ours (see experiments/paper/)",
+    "paper": "{source, metrics, rows}: published numbers to print beside ours (see docs/reproduce.md)",
     "smoke": "{adapter, checkpoint, limit}: what --smoke substitutes",
+    "overridden": "written by the runner: the grid's own values of keys that --smoke / --limit replaced",
 }
 MODEL_KEYS = ("label", "adapter", "checkpoint", "dtype", "attn_implementation", "device")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -44,6 +46,7 @@ class Grid:
     executor_options: dict = field(default_factory=dict)
     latency_warmup: int = 2
     raw: dict = field(default_factory=dict)
+    paper: PaperSpec | None = None
 
 
 class _Problems:
@@ -76,7 +79,7 @@ def parse_grid(raw, *, source="<grid>", default_name="grid", overrides=None, pat
     problems = _Problems(source)
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the grid must be a YAML mapping with keys {', '.join(TOP_KEYS)}")
-    raw = {**raw, **(overrides or {})}
+    raw = _with_overrides(raw, overrides)
     for key in raw:
         if key not in TOP_KEYS:
             problems.add(key, f"unknown key; allowed keys: {', '.join(TOP_KEYS)}")
@@ -96,6 +99,7 @@ def parse_grid(raw, *, source="<grid>", default_name="grid", overrides=None, pat
     name = raw.get("name", default_name)
     if not isinstance(name, str) or not name.strip() or "/" in name:
         problems.add("name", f"{name!r} must be a non-empty string without '/'")
+    paper = _parse_paper(raw, strategies, budgets, benchmarks, problems)
     problems.raise_if_any()
 
     cells = []
@@ -112,7 +116,38 @@ def parse_grid(raw, *, source="<grid>", default_name="grid", overrides=None, pat
             raise ConfigError(f"{source}: the grid lists the same cell twice: {cell.describe()}")
         ids[cell.id] = cell
     return Grid(name=name, path=path, cells=cells, executor=executor, executor_options=executor_options,
-                latency_warmup=warmup, raw=raw)
+                latency_warmup=warmup, raw=raw, paper=paper)
+
+
+def _with_overrides(raw: dict, overrides: dict | None) -> dict:
+    """The grid a run executes; the values it replaced stay under ``overridden`` (stored with the run)."""
+    if not overrides:
+        return raw
+    replaced = {key: raw[key] for key in overrides if key in raw}
+    merged = {**raw, **overrides}
+    prior = raw.get("overridden")
+    if replaced:
+        merged["overridden"] = {**replaced, **(prior if isinstance(prior, dict) else {})}
+    return merged
+
+
+def _parse_paper(raw, strategies, budgets, benchmarks, problems) -> PaperSpec | None:
+    """The published numbers refer to the grid as written, before --smoke replaced its budgets and benchmarks."""
+    if raw.get("paper") is None:
+        return None
+    written = raw.get("overridden") or {}
+    if not isinstance(written, dict):
+        problems.add("overridden", "must be a mapping of grid keys")
+        written = {}
+    if "budgets" in written:
+        budgets = _parse_budgets(written["budgets"], _Problems(""), needed=False)
+    if "benchmarks" in written:
+        benchmarks = _parse_benchmarks(written["benchmarks"], _Problems(""))
+    axes = GridAxes(vanilla_labels=frozenset(label for name, _, label in strategies if name == "vanilla"),
+                    pruned_labels=frozenset(label for name, _, label in strategies if name != "vanilla"),
+                    budgets=tuple(budget_label(b, r) for b, r in budgets),
+                    benchmarks=frozenset(name for name, _ in benchmarks))
+    return parse_paper(raw["paper"], problems.add, axes)
 
 
 def _as_list(value, where, problems):

@@ -43,15 +43,16 @@ class CellSpec:
         return cell_id(self.as_dict())
 
     def budget_label(self) -> str:
-        if self.strategy == "vanilla":
-            return "all"
-        if self.budget is not None:
-            return str(self.budget)
-        return f"{self.keep_ratio:.1%}"
+        return "all" if self.strategy == "vanilla" else budget_label(self.budget, self.keep_ratio)
 
     def describe(self) -> str:
         return (f"{self.model.label} | {self.label or self.strategy} | budget {self.budget_label()} | "
                 f"{self.benchmark} | seed {self.seed}")
+
+
+def budget_label(budget: int | None, keep_ratio: float | None) -> str:
+    """How reports name a budget: a token count ("64") or a keep ratio to one decimal of a percent ("11.1%")."""
+    return str(budget) if budget is not None else f"{keep_ratio:.1%}"
 
 
 def canonical_json(obj) -> str:
