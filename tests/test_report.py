@@ -2,6 +2,7 @@
 import json
 import re
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -18,17 +19,20 @@ GRID = {
     "models": [{"adapter": "fake_vlm", "checkpoint": "x", "label": "m"}],
     "strategies": ["vanilla", "random", "uniform"],
     "budgets": [4, 9],
-    "benchmarks": [{"name": "image_bench", "n": 4}, {"name": "counting_bench", "n": 4}],
+    "benchmarks": [{"name": "image_bench", "n": 20}, {"name": "counting_bench", "n": 20}],
 }
 SCORES = {"vanilla": 100.0, "random": 50.0, "uniform": 75.0}
+N = 20  # samples per cell
 
 
-def fabricate(run_dir, skip=(), fail=()):
-    """A run directory written through the real store, with made-up but consistent records."""
-    grid = parse_grid(GRID, source="fake.yaml")
+def fabricate(run_dir, skip=(), fail=(), raw=GRID, rewrite=lambda cells: cells, extra=lambda cell: {}):
+    """A run directory written through the real store, with made-up but consistent records; ``rewrite``
+    changes the cells after the grid is read, as ``--smoke`` does; ``extra(cell)`` adds latency and
+    environment fields to a cell's metrics."""
+    grid = parse_grid(raw, source="fake.yaml")
     store = RunStore(run_dir)
-    store.init(None, GRID)
-    for cell in grid.cells:
+    store.init(None, raw)
+    for cell in rewrite(grid.cells):
         key = (cell.strategy, cell.budget, cell.benchmark)
         if key in skip:
             continue
@@ -38,15 +42,20 @@ def fabricate(run_dir, skip=(), fail=()):
             cs.fail(RuntimeError("plugin exploded"))
             continue
         kept = list(range(0, 36, 4))[: cell.budget or 36] if cell.strategy != "vanilla" else list(range(36))
-        for i in range(4):
-            cs.append({"id": f"q{i}", "prediction": "yes", "score": {"correct": 1.0}, "meta": {}, "n_visual": 36,
-                       "count": len(kept), "kept": kept, "order": kept[::-1], "grid": [1, 6, 6],
+        score = SCORES.get(cell.strategy, 70.0) - (0 if cell.budget != 4 else 10) * (cell.strategy != "vanilla")
+        score += 5.0 * cell.seed * (cell.strategy == "random")  # another draw, another score
+        right = round(score / 100 * N)  # the records agree with the score: the first `right` samples are right
+        for i in range(N):
+            cs.append({"id": f"q{i}", "prediction": "yes", "score": {"correct": float(i < right)}, "meta": {},
+                       "n_visual": 36, "count": len(kept), "kept": kept, "order": kept[::-1], "grid": [1, 6, 6],
                        "prompt_tokens": 50, "timings": {"prefill_s": 0.01 * len(kept), "select_s": 0.001}})
-        score = SCORES[cell.strategy] - (0 if cell.budget != 4 else 10) * (cell.strategy != "vanilla")
         cs.finish({"benchmark_metrics": {"accuracy": score, "type/parity": score}, "main_metric": "accuracy",
                    "tokens": {"kept_mean": len(kept), "n_visual_mean": 36},
                    "flops": {"prefill_flops": 1e9 * (14 + len(kept))},
-                   "latency": {"prefill_s_median": 0.01 * len(kept), "select_s_median": 0.001}})
+                   "latency": {"prefill_s_median": 0.01 * len(kept), "select_s_median": 0.001,
+                               **extra(cell).get("latency", {})},
+                   "environment": {"device": "cpu", "cpu_threads": 2, "torch": "2.13.0", "load_average_1min": 0.5,
+                                   **extra(cell).get("environment", {})}})
     return grid
 
 
@@ -87,17 +96,96 @@ def test_paper_table_groups_budgets_and_marks_best(tmp_path, fake_plugin):
 def test_report_is_self_contained_and_lists_failures(tmp_path, fake_plugin):
     run = tmp_path / "run"
     fabricate(run, skip={("uniform", 9, "counting_bench")}, fail={("random", 9, "image_bench")})
+    for cs in RunStore(run).cells():  # a score its records do not reproduce gets no interval
+        if (cs.cell.strategy, cs.cell.budget, cs.cell.benchmark) == ("uniform", 4, "image_bench"):
+            cs.finish({**cs.metrics(), "benchmark_metrics": {"accuracy": 66.0}})
     out = tmp_path / "rep"
     assert main(["report", str(run), "--out", str(out)]) == 0
     page = (out / "report.html").read_text()
     assert "http://" not in page and "https://" not in page  # opens from disk, no network
-    assert page.count("data:image/png;base64,") >= 5  # curves, Pareto x2, overhead, per type, token pictures
+    assert page.count("data:image/png;base64,") >= 5  # curves, Pareto x2, overhead, token pictures
     md = (out / "report.md").read_text()
     assert "FAILED m | random | 9 | image_bench: plugin exploded" in md
     assert "MISSING m | uniform | 9 | counting_bench" in md
-    assert "| random | 50.0 | failed | 50.0% |" in md  # counting_bench done, image_bench failed
+    assert re.search(r"\| random \| 50\.0 ±[\d.]+ \| failed \| 50\.0% ±[\d.]+ \|", md)  # image_bench failed
+    assert "- m | uniform | 4 | image_bench: no interval (ValueError: its 20 records score 65, metrics.json says 66)" in md
+    assert re.search(r"\| uniform \| \*\*65\.0 ±[\d.]+\*\* \| \*\*66\.0\*\* \|", md)  # the score, no ±
     assert (out / "cells.csv").exists() and (out / "cells.parquet").exists()
     assert list((out).glob("tokens_*.png"))
+
+
+def test_report_shows_intervals_and_marks_every_strategy_tied_with_the_best(tmp_path, fake_plugin):
+    run = tmp_path / "run"
+    fabricate(run)
+    main(["report", str(run), "--out", str(tmp_path / "rep")])
+    md = (tmp_path / "rep" / "report.md").read_text()
+    # at 4 tokens uniform is right on 13 of 20 samples and random on 8 of the same: 5 discordant samples
+    # (McNemar p = 1/16), so random is not distinguishable from the best and is bold as well
+    row = re.search(r"\| random \| \*\*40\.0 ±([\d.]+)\*\* \| \*\*40\.0 ±[\d.]+\*\* \|", md)
+    assert row and 15 < float(row.group(1)) < 25
+    assert "| 4 | random | counting_bench | 40.0 [" in md and "| 0.062 | ≈ best |" in md
+    comp = pd.read_csv(tmp_path / "rep" / "comparisons.csv")
+    best = comp[(comp["budget_label"] == "4") & (comp["benchmark"] == "counting_bench")].set_index("label")
+    assert best.loc["uniform", "is_best"] and best.loc["random", "vs_best_diff"] == -25.0
+    assert best.loc["random", "vs_best_mcnemar_p"] == pytest.approx(1 / 16)
+    cells = pd.read_csv(tmp_path / "rep" / "cells.csv")
+    done = cells[cells["status"] == "done"]
+    assert (done["score_lo"] <= done["score"]).all() and (done["score"] <= done["score_hi"]).all()
+    assert "seeds: [0, 1, 2]" in md  # one seed: random's own luck is not in its interval
+    assert "What this model's ranking" not in md  # only said of the bundled model
+
+
+def test_a_smoke_run_whose_layers_were_clamped_lists_no_missing_cells(tmp_path, fake_plugin):
+    from tokenprune.runner.cli import clamp_layers
+
+    raw = dict(GRID, strategies=["vanilla", {"name": "fastv", "params": {"layer": 3}}],
+               benchmarks=[{"name": "counting_bench", "n": 20}],
+               models=[{"adapter": "fake_vlm", "checkpoint": "zoo:shapes-llava-144", "label": "m"}])
+    run = tmp_path / "run"
+    fabricate(run, raw=raw, rewrite=lambda cells: clamp_layers(cells, 2), skip={("fastv", 4, "counting_bench")})
+    main(["report", str(run), "--out", str(tmp_path / "rep")])
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "MISSING m | fastv(layer=3) | 4 | counting_bench" in md  # really never run
+    assert "MISSING m | fastv(layer=3) | 9 |" not in md  # run with layer 1: smoke mode clamped it
+    assert "Cells: done: 2, missing: 1" in md
+    assert "**What this model's ranking can and cannot show.**" in md  # the bundled checkpoint's caveat
+
+
+def test_latency_spread_environment_and_load_warning(tmp_path, fake_plugin):
+    def extra(cell):  # the uniform cells record quartiles and were timed on a busy host
+        if cell.strategy != "uniform":
+            return {}
+        return {"latency": {"prefill_s_p25": 0.001, "prefill_s_p75": 0.5, "select_s_p25": 0.0005,
+                            "select_s_p75": 0.002, "source": "latency-subset", "repeats": 3},
+                "environment": {"load_threshold": 1.5, "timed_under_load": True, "load_average_1min": 3.2}}
+
+    run = tmp_path / "run"
+    fabricate(run, extra=extra)
+    main(["report", str(run), "--out", str(tmp_path / "rep")])
+    cells = pd.read_csv(tmp_path / "rep" / "cells.csv").set_index(["strategy", "budget", "benchmark"])
+    assert cells.loc[("uniform", 4, "image_bench"), "latency.prefill_s_p75"] == 0.5  # as recorded
+    # an older cell without quartiles: from its per-sample times (all equal here)
+    assert cells.loc[("random", 4, "image_bench"), "latency.prefill_s_p25"] == pytest.approx(0.04)
+    md = (tmp_path / "rep" / "report.md").read_text()
+    warning = md[md.index("## Warning: timed under load"):md.index("## m")]
+    assert "**4 of 10 cells were timed while the host was busy**" in warning
+    assert "- m | uniform | 4 | image_bench: load 3.2 over threshold 1.5" in warning
+    env = md[md.index("### Environment"):]
+    assert "| torch threads | 2 |" in env and "| 1-min load average while timing | 0.50 – 3.20 (median 0.50) |" in env
+    assert "| cells timed under load | 4 of 10 |" in env
+    assert "| latency measured on | not recorded (6 cells), latency-subset (4 cells) |" in env
+
+
+def test_seeds_are_pooled_with_their_spread(tmp_path, fake_plugin):
+    run = tmp_path / "run"
+    fabricate(run, raw=dict(GRID, seeds=[0, 1], benchmarks=[{"name": "counting_bench", "n": 20}]))
+    main(["report", str(run), "--out", str(tmp_path / "rep")])
+    md = (tmp_path / "rep" / "report.md").read_text()
+    # random scores 40 and 45 at 4 tokens with seeds 0 and 1: mean 42.5, sd 3.5
+    assert re.search(r"\| random \| (\*\*)?42\.5 ±[\d.]+ sd 3\.5(\*\*)? \|", md)
+    seeds = md[md.index("### Across seeds"):]
+    assert "| m | 4 | random | counting_bench | 2 | 42.5 | 3.5 |" in seeds
+    assert "| m | 4 | uniform | counting_bench | 2 | 65.0 | 0.0 |" in seeds
 
 
 def test_report_of_an_empty_run_does_not_crash(tmp_path, fake_plugin):
@@ -144,6 +232,51 @@ def test_tables_follow_the_comparison_order_and_show_breakdowns(tmp_path, fake_p
     assert rows == [["random", "9"], ["random", "9"], ["uniform", "9"], ["uniform", "9"],
                     ["random", "4"], ["random", "4"], ["uniform", "4"], ["uniform", "4"]]
     parts = md[md.index("### counting_bench: score per group"):]
-    assert "| model | label | budget_label | score | type/parity |" in parts
-    assert "| m | random | 4 | 40 | 40 |" in parts
+    assert "| strategy | score | type/parity |" in parts
+    assert "| *budget 4* | | |\n| random | 40.0 | 40.0 |" in parts
+    page = (tmp_path / "rep" / "report.html").read_text()
+    heat = page[page.index("counting_bench: score per group"):]
+    assert re.search(r'<td style="background:#[0-9a-f]{6}">40\.0</td>', heat)  # a heatmap: value and colour
     assert (tmp_path / "rep" / "breakdown_counting_bench.csv").exists()
+
+
+def test_each_strategy_keeps_one_look_and_the_references_keep_theirs():
+    from tokenprune.report.style import RESERVED, Styles
+
+    a = Styles(["vanilla", "fastv", "random", "dart", "uniform"], {})
+    b = Styles(["dart", "uniform", "random", "vanilla", "fastv", "saint(layer=2)"], {"saint(layer=2)": "saint"})
+    for ref in ("vanilla", "random", "uniform"):
+        assert (a[ref].colour, a[ref].marker) == (b[ref].colour, b[ref].marker) == RESERVED[ref]
+    looks = [(b[x].colour, b[x].marker) for x in b.order]
+    assert len(set(looks)) == len(looks)  # no two strategies alike
+    assert a["fastv"] != a["dart"] and a["fastv"] == Styles(["fastv", "dart"], {})["fastv"]  # grid order decides
+
+
+def test_a_strategy_that_saw_a_smaller_image_is_drawn_on_it():
+    from PIL import Image
+
+    from tokenprune.report.pictures import _panel
+
+    image = Image.new("RGB", (96, 96), "white")
+    record = {"kept": [0, 5], "count": 2, "n_visual": 144, "n_resized": 16, "grid": [1, 4, 4], "prediction": "red"}
+    label, picture, note, _ = _panel("downsample", record, image, native=(12, 12))
+    assert picture is not None and note == "2 kept of 4x4 (input 32x32 px)"
+    video = {"kept": [0, 5], "n_visual": 32, "grid": [2, 4, 4]}
+    _, missing, why, _ = _panel("video", video, image, native=(12, 12))
+    assert missing is None and why == "not drawn: 32 tokens in 2 frame(s) of 4x4"
+
+
+def test_markdown_and_html_come_from_the_same_sections():
+    from tokenprune.report.document import Cell, Figure, Section, Table, Text, to_html, to_markdown
+
+    sections = [Section("Title", [Text("See `pool` and **this**.")], level=1),
+                Section("Scores", [Table(["Method", "a"], [[Cell("budget 4", italic=True), ""],
+                                                          ["x", Cell("1.0 ±0.2", bold=True, colour="#aabbcc")]]),
+                                   Figure("f.png", b"\x89PNG", "a figure", min_width=900)])]
+    md, page = to_markdown(sections), to_html(sections)
+    assert md == ("# Title\n\nSee `pool` and **this**.\n\n### Scores\n\n| Method | a |\n|---|---|\n"
+                  "| *budget 4* | |\n| x | **1.0 ±0.2** |\n\n![a figure](f.png)\n")
+    assert "<p>See <code>pool</code> and <b>this</b>.</p>" in page and "<h3>Scores</h3>" in page
+    assert '<td><i>budget 4</i></td><td></td>' in page
+    assert '<td style="background:#aabbcc"><b>1.0 ±0.2</b></td>' in page
+    assert 'style="min-width:900px"' in page

@@ -5,11 +5,12 @@ each a tokenprune.Param), ``protocols``, ``main_metric`` and its generation leng
 (``max_new_tokens``, per protocol where they differ), and implements
 ``samples()`` (deterministic order, honouring ``limit``/``seed``), ``score()``
 (pure, per sample, JSON-able) and ``aggregate()`` (pure, over per-sample records).
+``resample_unit()``/``resample_copy()`` tell the report's bootstrap what to draw together.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar, Hashable, Iterator
 
 from ..errors import PluginError
 from ..params import Config, Param, resolve
@@ -63,6 +64,29 @@ class Benchmark:
 
     def aggregate(self, records: list[dict]) -> dict[str, float]:  # pragma: no cover - abstract
         """Metrics from records {"id", "prediction", "score", "meta"}; includes ``main_metric``."""
+        raise NotImplementedError
+
+    def resample_unit(self, record: dict) -> Hashable:
+        """The unit a bootstrap of the score draws: records with the same unit are drawn together.
+
+        The sample by default; a benchmark whose metric is defined on groups of samples (MME's
+        image pairs, MMBench's circular variants) returns the group.
+        """
+        return record["id"]
+
+    def resample_copy(self, record: dict, copy: int) -> dict:
+        """``record`` drawn a ``copy``-th extra time in one bootstrap resample, relabelled so that
+        ``aggregate`` counts it as a unit of its own (by default: a suffixed id)."""
+        return {**record, "id": f"{record['id']}#{copy}"}
+
+    def resample_counts(self, records: list[dict]) -> dict[str, float] | None:
+        """Optional, for a fast bootstrap of a main metric that is not a mean of its units (an F1, a sum of
+        per-category scores): one unit's records as counts (e.g. {"tp": 1.0}). A resample sums its units'
+        counts and :meth:`metric_from_counts` scores the sums; None (the default): the aggregate is called."""
+        return None
+
+    def metric_from_counts(self, totals: dict) -> Any:
+        """The main metric from summed :meth:`resample_counts`, each a numpy array over resamples."""
         raise NotImplementedError
 
     def source(self) -> dict[str, Any]:

@@ -88,6 +88,12 @@ class MMBench(DatasetBenchmark):
             how = "regex" if letter else "none"
         return {"pred": letter, "how": how, "correct": float(letter == sample.references)}
 
+    def resample_unit(self, record):
+        return record["meta"]["circular"]
+
+    def resample_copy(self, record, copy):
+        return {**record, "meta": {**record["meta"], "circular": f"{record['meta']['circular']}#{copy}"}}
+
     def aggregate(self, records):
         groups = defaultdict(list)
         main = {}

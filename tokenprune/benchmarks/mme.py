@@ -54,6 +54,29 @@ class MME(DatasetBenchmark):
         label = parse(prediction)
         return {"pred": label, "correct": float(label == sample.references)}
 
+    def resample_unit(self, record):
+        return record["meta"]["category"], record["meta"]["question_id"]
+
+    def resample_copy(self, record, copy):
+        return {**record, "meta": {**record["meta"], "question_id": f"{record['meta']['question_id']}#{copy}"}}
+
+    def resample_counts(self, records):
+        # an image pair's acc + acc+ in its category; the totals sum the per-category means
+        category = records[0]["meta"]["category"]
+        return {f"{category}/pairs": 1.0, f"{category}/score": mme_category_score(
+            {0: [r["score"]["correct"] for r in records]})}
+
+    def metric_from_counts(self, totals):
+        import numpy as np
+
+        # the main metric: perception, cognition (every other category, as in aggregate) or both
+        keep = {"perception": lambda c: c in PERCEPTION, "cognition": lambda c: c not in PERCEPTION}.get(
+            self.main_metric, lambda c: True)
+        cats = [k[: -len("/pairs")] for k in totals if k.endswith("/pairs") and keep(k[: -len("/pairs")])]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return sum(np.where(totals[f"{c}/pairs"] > 0, totals[f"{c}/score"] / totals[f"{c}/pairs"], 0.0)
+                       for c in cats) + np.zeros_like(next(iter(totals.values())))
+
     def aggregate(self, records):
         images = defaultdict(lambda: defaultdict(list))
         for record in records:

@@ -40,6 +40,29 @@ class POPE(DatasetBenchmark):
         label = parse(prediction)
         return {"pred": label, "gt": sample.references, "correct": float(label == sample.references)}
 
+    def resample_counts(self, records):
+        # F1 from true/false positive and false negative counts (per category for the llava protocol)
+        out = {}
+        for r in records:
+            prefix = f"{r['meta'].get('category')}/" if self.cfg.protocol == "llava" else ""
+            pred, gt = r["score"]["pred"], r["score"]["gt"]
+            for name, hit in (("n", True), ("tp", pred == gt == "yes"), ("fp", pred == "yes" != gt),
+                              ("fn", pred == "no" != gt)):
+                out[prefix + name] = out.get(prefix + name, 0.0) + float(hit)
+        return out
+
+    def metric_from_counts(self, totals):
+        import numpy as np
+
+        prefixes = sorted({k[: -len("tp")] for k in totals if k.endswith("tp")})
+        f1 = []
+        for p in prefixes:
+            tp, wrong = totals[p + "tp"], totals[p + "fp"] + totals[p + "fn"]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                f1.append(np.where(2 * tp + wrong > 0, 200.0 * tp / (2 * tp + wrong), 0.0))
+        present = [totals[p + "n"] > 0 for p in prefixes]  # a category no sample of a resample is in is skipped
+        return sum(np.where(m, f, 0.0) for m, f in zip(present, f1)) / sum(m.astype(float) for m in present)
+
     def aggregate(self, records):
         if not records:
             return {"f1": 0.0, "accuracy": 0.0}

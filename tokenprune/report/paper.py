@@ -6,6 +6,7 @@ import math
 import pandas as pd
 
 from ..runner.paper_spec import PaperSpec, load_paper
+from .document import Table, Text
 
 AVG = "Avg. % of vanilla"
 COLUMNS = ["model", "strategy", "budget", "metric", "paper", "ours", "diff", "source"]
@@ -48,16 +49,15 @@ def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def to_markdown(table: pd.DataFrame, source: str) -> str:
+def blocks(table: pd.DataFrame, source: str) -> list:
+    """The source line and the table, for the report."""
     def fmt(v):
         return "—" if _missing(v) else f"{v:.2f}"
 
-    lines = [f"Published: {source}. Source of each row: Table N = that table of the paper; secondary = quoted "
-             "by a summary of the paper, not read in the paper's own table; derived = computed from published "
-             "numbers (how is noted). Ours is a dash where the grid has no finished cell to compare.\n",
-             "| model | strategy | budget | metric | paper | ours | ours − paper | source |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in table.itertuples():
-        lines.append(f"| {r.model} | {r.strategy} | {r.budget} | {r.metric} | {fmt(r.paper)} | {fmt(r.ours)} | "
-                     f"{fmt(r.diff)} | {r.source} |")
-    return "\n".join(lines) + "\n"
+    text = Text(f"Published: {source}. Source of each row: Table N = that table of the paper; secondary = quoted "
+                "by a summary of the paper, not read in the paper's own table; derived = computed from published "
+                "numbers (how is noted). Ours is a dash where the grid has no finished cell to compare.")
+    rows = [[r.model, r.strategy, r.budget, r.metric, fmt(r.paper), fmt(r.ours), fmt(r.diff), r.source]
+            for r in table.itertuples()]
+    return [text, Table(["model", "strategy", "budget", "metric", "paper", "ours", "ours − paper", "source"], rows,
+                        text_columns=4)]

@@ -1,0 +1,92 @@
+"""What the timings were measured under: the environment block, the spread of each cell's timings,
+and a warning when cells were timed on a busy host."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .. import timing
+from .document import Bullets, Section, Table, Text
+
+TIMED = ("prefill_s", "select_s")  # the timings the report plots
+ENV_FIELDS = (("device", "device"), ("device_name", "device name"), ("dtype", "dtype"),
+              ("attn_implementation", "attention"), ("cpu_threads", "torch threads"), ("torch", "torch"),
+              ("transformers", "transformers"), ("tokenprune", "tokenprune"), ("python", "python"))
+
+
+def _present(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def add_latency_spread(df: pd.DataFrame, records: dict[str, list[dict]]) -> pd.DataFrame:
+    """``latency.{key}_p25/_median/_p75`` for every timed cell: as the run recorded them, else from the
+    per-sample times in samples.jsonl (warm-up samples left out), as runs before the quartiles did."""
+    df = df.copy()
+    for key in TIMED:
+        for q in ("p25", "median", "p75"):
+            col = f"latency.{key}_{q}"
+            if col not in df:
+                df[col] = None
+            df[col] = df[col].astype(object)
+        for i, row in df.iterrows():
+            if _present(row[f"latency.{key}_p25"]) or row.get("status") != "done":
+                continue
+            times = [(r.get("timings") or {}).get(key) for r in records.get(row["cell"], []) if not r.get("warmup")]
+            times = [t for t in times if t is not None]
+            if times:
+                for q, p in (("p25", 25), ("median", 50), ("p75", 75)):
+                    df.at[i, f"latency.{key}_{q}"] = timing.percentile(times, p)
+    return df
+
+
+def under_load(df: pd.DataFrame) -> pd.Series:
+    """Cells the runner flagged as timed while the host was busier than its threshold (False when not recorded)."""
+    col = df.get("environment.timed_under_load", pd.Series(False, index=df.index))
+    return col.map(lambda v: bool(v) if _present(v) else False)
+
+
+def _values(series: pd.Series) -> str:
+    """The value every cell shares, or each value with its number of cells."""
+    vals = [str(v) if _present(v) else "not recorded" for v in series]
+    if not vals or set(vals) == {"not recorded"}:
+        return "not recorded"
+    counts = pd.Series(vals).value_counts()
+    if len(counts) == 1:
+        return counts.index[0]
+    return ", ".join(f"{v} ({n} cells)" for v, n in counts.items())
+
+
+def environment_section(df: pd.DataFrame) -> Section | None:
+    done = df[df["status"] == "done"]
+    if done.empty or not any(c.startswith("environment.") for c in done.columns):
+        return None
+    rows = [[label, _values(done.get(f"environment.{key}", pd.Series(dtype=object)))] for key, label in ENV_FIELDS]
+    load = pd.to_numeric(done.get("environment.load_average_1min", pd.Series(dtype=float)), errors="coerce").dropna()
+    rows.append(["1-min load average while timing",
+                 f"{load.min():.2f} – {load.max():.2f} (median {load.median():.2f})" if not load.empty
+                 else "not recorded"])
+    rows.append(["load threshold", _values(done.get("environment.load_threshold", pd.Series(dtype=object)))])
+    flagged = under_load(done)
+    recorded = done.get("environment.timed_under_load", pd.Series(dtype=object)).map(_present)
+    rows.append(["cells timed under load", f"{int(flagged.sum())} of {len(done)}" if recorded.any()
+                 else "not recorded (run predates the check)"])
+    rows.append(["latency measured on", _values(done.get("latency.source", pd.Series(dtype=object)))])
+    rows.append(["timing repeats", _values(done.get("latency.repeats", pd.Series(dtype=object)))])
+    text = Text("Latency depends on the host as much as on the strategy: compare timings only between cells "
+                "measured under the same conditions, on a quiet host.")
+    return Section("Environment", [text, Table(["", "value"], rows)])
+
+
+def load_warning_section(df: pd.DataFrame) -> Section | None:
+    done = df[df["status"] == "done"]
+    flagged = done[under_load(done)]
+    if flagged.empty:
+        return None
+    lines = [f"{r['model']} | {r['label']} | {r['budget_label']} | {r['benchmark']}: load "
+             f"{r.get('environment.load_average_1min')} over threshold {r.get('environment.load_threshold')}"
+             for _, r in flagged.iterrows()]
+    text = Text(f"**{len(flagged)} of {len(done)} cells were timed while the host was busy** (1-min load average "
+                "above the run's threshold). Their latencies measure the host's other work as much as the "
+                "strategy: they are drawn hollow in the latency figures. Rerun them on a quiet host to compare speed.")
+    return Section("Warning: timed under load", [text, Bullets(lines)], level=2)
