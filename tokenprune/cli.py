@@ -140,9 +140,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warn_failed_plugins():
+    """One line per plugin that failed in this command, with its distribution and how to skip it."""
+    from . import registry
+
+    for failure in registry.failures_so_far():
+        print(f"tokenprune: warning: {failure.message()}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    finally:
+        _warn_failed_plugins()
+
+
+def _run(args) -> int:
     try:
         return args.func(args)
     except TokenpruneError as exc:
