@@ -34,6 +34,11 @@ def _probe_attention(module, query, key, value, attention_mask, **kwargs):
 AttentionInterface.register(PROBE_IMPL, _probe_attention)
 
 
+def attached(attn_module: torch.nn.Module) -> "AttentionProbe | None":
+    """The probe ``attn_module`` carries, if any."""
+    return _probes.get(attn_module)
+
+
 class AttentionProbe:
     """Records query/key states of one attention module while ``armed``.
 
