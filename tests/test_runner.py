@@ -67,7 +67,9 @@ def test_run_records_everything_and_resumes_finished_cells(tmp_path, checkpoint,
     assert vanilla["flops.prefill_flops_ratio"] == 1.0
     assert vanilla["latency.prefill_s_median"] > 0 and vanilla["latency.latency_samples"] == 3
     assert vanilla["latency.prefill_s_p25"] <= vanilla["latency.prefill_s_median"] <= vanilla["latency.prefill_s_p75"]
-    assert vanilla["latency.source"] == "samples" and vanilla["latency.repeats"] == 1
+    # a model with several cells runs sample-major by default: its accuracy-pass times are marked as such
+    assert vanilla["environment.execution"] == "sample" and vanilla["latency.source"] == "samples-shared"
+    assert vanilla["latency.repeats"] == 1
     assert vanilla["environment.device"] == "cpu" and vanilla["environment.attn_implementation"] == "sdpa"
     # the host state the cell was timed under, against the default threshold (a quarter of the CPUs)
     env = RunStore(out).cells()[0].metrics()["environment"]
@@ -224,7 +226,7 @@ def test_latency_subset_interleaves_cells_and_resumes(tmp_path, checkpoint):
         assert lat["source"] == "latency-subset" and lat["repeats"] == 2 and lat["latency_samples"] == 4
         assert lat["new_tokens"] == 2 and lat["batch_size"] == 1
         assert lat["total_s_p25"] <= lat["total_s_median"] <= lat["total_s_p75"] <= lat["total_s_p90"]
-        assert metrics["latency_accuracy_pass"]["source"] == "samples"
+        assert metrics["latency_accuracy_pass"]["source"] == "samples-shared" and env["execution"] == "sample"
         assert env["cpu_threads"] == 2 and env["load_threshold"] == 0.5 * env["cpu_count"]
     # a kill in the middle of the timing: one cell lost its last times and its metrics still hold the accuracy pass
     cut = next(cs for cs in cells if cs.cell.strategy == "random")

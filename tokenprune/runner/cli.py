@@ -59,6 +59,22 @@ def _decoder_depth(checkpoint: str) -> int | None:
     return preflight.decoder_depth(config) if config is not None else None
 
 
+def limited_benchmarks(raw_path: Path, limit: int) -> list:
+    """--limit N: the grid's benchmarks, each with ``limit: N``."""
+    import yaml
+
+    raw = yaml.safe_load(raw_path.read_text()) or {}
+    return [{**({"name": b} if isinstance(b, str) else b), "limit": limit} for b in raw.get("benchmarks") or []]
+
+
+def execution_override(raw_path: Path, mode: str) -> dict:
+    """--execution MODE: the grid's execution section with its mode replaced (its memory cap kept)."""
+    import yaml
+
+    raw = (yaml.safe_load(raw_path.read_text()) or {}).get("execution")
+    return {**(raw if isinstance(raw, dict) else {}), "mode": mode}
+
+
 def check_limit(limit: int | None):
     """--limit N: N samples per benchmark; 0 or less is a mistake, not "no limit"."""
     if limit is not None and limit < 1:
@@ -74,14 +90,11 @@ def run_command(args) -> int:
     if smoke:
         overrides.update(smoke_overrides(path, args.limit, getattr(args, "smoke_checkpoint", None)))
     elif args.limit is not None:
-        import yaml
-
-        raw = yaml.safe_load(path.read_text()) or {}
-        overrides["benchmarks"] = [
-            {**({"name": b} if isinstance(b, str) else b), "limit": args.limit} for b in raw.get("benchmarks") or []
-        ]
+        overrides["benchmarks"] = limited_benchmarks(path, args.limit)
     if args.executor:
         overrides["executor"] = args.executor
+    if getattr(args, "execution", None):
+        overrides["execution"] = execution_override(path, args.execution)
     grid = load_grid(path, overrides=overrides)
     if smoke:
         depth = _decoder_depth(grid.cells[0].model.checkpoint)

@@ -15,6 +15,7 @@ from .spec import CellSpec, ModelSpec
 from .store import CellStore, RunStore
 
 BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+SHARED_SOURCE = "samples-shared"  # latency.source of an accuracy pass run sample-major
 
 
 def resolve_checkpoint(checkpoint: str) -> str:
@@ -43,10 +44,11 @@ def load_model(spec: ModelSpec):
 
 
 def run_group(model_spec: ModelSpec, cells: list[CellSpec], store: RunStore, *, warmup: int,
-              progress: Progress | None = None) -> dict[str, str]:
+              progress: Progress | None = None, vlm=None) -> dict[str, str]:
     """Run every cell that shares one model, then its latency subset when the run has one.
 
-    Returns {cell id: 'done' | 'skipped' | 'failed'}.
+    The cells run cell by cell or sample-major (sample_major.py), as the run's ``execution`` says;
+    ``vlm``: the model already loaded (else it is loaded here). Returns {cell id: 'done' | 'skipped' | 'failed'}.
     """
     progress = progress or Progress(enabled=False)
     plan = store.latency_plan()
@@ -57,7 +59,7 @@ def run_group(model_spec: ModelSpec, cells: list[CellSpec], store: RunStore, *, 
     if not todo and not untimed:
         return status
     try:
-        vlm = load_model(model_spec)
+        vlm = vlm if vlm is not None else load_model(model_spec)
     except Exception as exc:  # every cell of this model records why it could not run
         for cell, cs in todo:
             cs.fail(exc)
@@ -67,9 +69,16 @@ def run_group(model_spec: ModelSpec, cells: list[CellSpec], store: RunStore, *, 
             store.cell(cell).fail(exc)
             status[cell.id] = "failed"
         return status
-    for cell, cs in todo:
-        status[cell.id] = run_cell(vlm, cell, cs, warmup=warmup, progress=progress, max_load=plan.max_load)
-        progress.cell_done(cell, status[cell.id])
+    execution = store.execution_plan()
+    if execution.resolve(len(todo)) == "sample":
+        from . import sample_major
+
+        status.update(sample_major.run_cells(vlm, todo, warmup=warmup, progress=progress, max_load=plan.max_load,
+                                             plan=execution))
+    else:
+        for cell, cs in todo:
+            status[cell.id] = run_cell(vlm, cell, cs, warmup=warmup, progress=progress, max_load=plan.max_load)
+            progress.cell_done(cell, status[cell.id])
     if plan.subset:
         ok = [cell for cell in cells if status[cell.id] != "failed"]
         status.update(latency.time_subset(vlm, ok, store, plan, progress))
@@ -90,13 +99,16 @@ def _pending(cells: list[CellSpec], store: RunStore, progress: Progress):
     return status, todo
 
 
-def _pruning(vlm, cell: CellSpec):
+def _pruning(vlm, cell: CellSpec, strategy=None):
+    """The cell's strategy attached to the model (``strategy``: a ready instance of it), or nothing for vanilla."""
     if cell.strategy == "vanilla":
         return nullcontext(None)  # the reference is the untouched model
     from ..engine import apply
 
     # the engine seeds each sample's generator from this seed and the sample's own tokens,
     # so results do not depend on batch composition or on resuming
+    if strategy is not None:
+        return apply(vlm, strategy, budget=cell.budget, keep_ratio=cell.keep_ratio, seed=cell.seed)
     return apply(vlm, cell.strategy, budget=cell.budget, keep_ratio=cell.keep_ratio, seed=cell.seed, **cell.params)
 
 
@@ -106,42 +118,64 @@ def _generation(cell: CellSpec, bench) -> tuple[int, dict]:
     return max_new, {k: v for k, v in cell.generation.items() if k != "max_new_tokens"}
 
 
+class CellPass:
+    """One cell's accuracy pass: the samples it still has to run, in batches, and where their records go.
+
+    ``bench`` and ``samples`` may be handed in when several cells read the same benchmark.
+    """
+
+    def __init__(self, cell: CellSpec, cs: CellStore, *, warmup: int, bench=None, samples=None):
+        self.cell, self.cs, self.warmup = cell, cs, warmup
+        self.bench = bench or registry.lookup("benchmarks", cell.benchmark)(**cell.benchmark_options)
+        self.samples = list(self.bench.samples()) if samples is None else samples
+        done = cs.completed_ids()
+        todo = [s for s in self.samples if s.id not in done]
+        self.remaining = len(todo)
+        self.batches = [todo[i:i + cell.batch_size] for i in range(0, len(todo), cell.batch_size)]
+        self.max_new, self.gen_kwargs = _generation(cell, self.bench)
+        self.meter = timing.LoadMeter()  # what else ran on the host while this cell was timed
+        self.measured = 0  # samples timed in this process (the first ``warmup`` are flagged)
+
+    def run_batch(self, vlm, batch: list, inputs, handle, native: list[int] | None = None):
+        """Generate one batch and append its records. ``native``: each sample's visual tokens at native
+        resolution when an input-stage strategy resized the images."""
+        with self.meter.span():
+            started = time.perf_counter()
+            result = vlm.generate(inputs, max_new_tokens=self.max_new, **self.gen_kwargs)
+            wall = time.perf_counter() - started
+        prune_records = _per_sample(handle, len(batch))
+        prompt_tokens, n_visual = _prompt_sizes(vlm, inputs)
+        for i, sample in enumerate(batch):
+            record = _record(self.bench, sample, result, i, prune_records[i], prompt_tokens[i], n_visual[i],
+                             wall, warm=self.measured < self.warmup)
+            if native is not None:
+                _count_native(record, native[i])
+            self.cs.append(record)
+            self.measured += 1
+
+    def finish(self, vlm, max_load: float, execution: str = "cell"):
+        """metrics.json from every record of the cell, in benchmark order, then DONE."""
+        order = {s.id: i for i, s in enumerate(self.samples)}
+        records = sorted((r for r in self.cs.records() if r["id"] in order), key=lambda r: order[r["id"]])
+        load = cell_metrics.host_load(self.meter, max_load)
+        self.cs.finish(_cell_metrics(vlm, self.cell, self.bench, records, load, execution))
+
+
 def run_cell(vlm, cell: CellSpec, cs: CellStore, *, warmup: int, progress: Progress,
              max_load: float = LatencyPlan.max_load) -> str:
     try:
-        bench = registry.lookup("benchmarks", cell.benchmark)(**cell.benchmark_options)
-        samples = list(bench.samples())
-        done = cs.completed_ids()
-        todo = [s for s in samples if s.id not in done]
-        max_new, gen_kwargs = _generation(cell, bench)
-        bar = progress.samples(cell, total=len(samples), initial=len(samples) - len(todo))
-        meter = timing.LoadMeter()  # what else ran on the host while this cell was timed
-        measured_so_far = 0
+        run = CellPass(cell, cs, warmup=warmup)
+        bar = progress.samples(cell, total=len(run.samples), initial=len(run.samples) - run.remaining)
         with _pruning(vlm, cell) as handle:
-            for start in range(0, len(todo), cell.batch_size):
-                batch = todo[start:start + cell.batch_size]
+            for batch in run.batches:
                 if handle is not None:
                     handle.clear()
                 inputs = vlm.build_inputs(batch)
-                with meter.span():
-                    started = time.perf_counter()
-                    result = vlm.generate(inputs, max_new_tokens=max_new, **gen_kwargs)
-                    wall = time.perf_counter() - started
-                prune_records = _per_sample(handle, len(batch))
-                prompt_tokens, n_visual = _prompt_sizes(vlm, inputs)
                 native = getattr(vlm, "native_visual", None)  # set when an input-stage strategy resized images
-                for i, sample in enumerate(batch):
-                    record = _record(bench, sample, result, i, prune_records[i], prompt_tokens[i], n_visual[i],
-                                     wall, warm=measured_so_far < warmup)
-                    if native is not None:
-                        _count_native(record, native[i])
-                    cs.append(record)
-                    measured_so_far += 1
+                run.run_batch(vlm, batch, inputs, handle, native)
                 bar.update(len(batch))
         bar.close()
-        order = {s.id: i for i, s in enumerate(samples)}
-        records = sorted((r for r in cs.records() if r["id"] in order), key=lambda r: order[r["id"]])
-        cs.finish(_cell_metrics(vlm, cell, bench, records, cell_metrics.host_load(meter, max_load)))
+        run.finish(vlm, max_load)
         return "done"
     except Exception as exc:  # isolation: record the failure, let the sweep go on
         cs.fail(exc)
@@ -221,7 +255,7 @@ def _record(bench, sample, result, i, prune, prompt_tokens, n_visual, wall, warm
     }
 
 
-def _cell_metrics(vlm, cell: CellSpec, bench, records: list[dict], load: dict) -> dict:
+def _cell_metrics(vlm, cell: CellSpec, bench, records: list[dict], load: dict, execution: str = "cell") -> dict:
     from ..api import strategy_class
 
     strategy = strategy_class(cell.strategy)(**cell.params)
@@ -239,11 +273,13 @@ def _cell_metrics(vlm, cell: CellSpec, bench, records: list[dict], load: dict) -
         "protocol": cell.benchmark_options.get("protocol"),
         "tokens": cell_metrics.token_stats(records),
         "flops": cell_metrics.flops_stats(records, shape, prune_layer, BYTES.get(cell.model.dtype, 4)),
-        "latency": cell_metrics.latency_stats(records),
+        # sample-major: the cells of a batch shared inputs, vision and layers < K, so one cell's per-sample
+        # times leave out work another cell did for it: marked, not comparable across cells
+        "latency": cell_metrics.latency_stats(records, source="samples" if execution == "cell" else SHARED_SOURCE),
         "memory": timing.peak_memory_bytes(cell.model.device),
         "environment": {**cell_metrics.environment(cell.model.device, cell.model.dtype,
                                                    cell.model.attn_implementation, load),
-                        "input_builder": getattr(vlm, "input_builder", None)},
+                        "input_builder": getattr(vlm, "input_builder", None), "execution": execution},
         "prune_layer": prune_layer,
     }
     return out

@@ -15,6 +15,7 @@ from .. import registry
 from ..errors import ConfigError, TokenpruneError
 from .latency import LatencyPlan
 from .paper_spec import GridAxes, PaperSpec, parse_paper
+from .sample_major import ExecutionPlan, parse_execution
 from .spec import CellSpec, ModelSpec, budget_label
 
 TOP_KEYS = {
@@ -30,6 +31,9 @@ TOP_KEYS = {
     "latency": "{warmup, subset, repeats, interleave, max_load}: warm-up samples per cell; time a fixed subset of "
                "`subset` samples `repeats` times after the accuracy pass, cells interleaved; the share of the CPUs "
                "other processes may use before a cell counts as timed under load",
+    "execution": "auto | cell | sample, or {mode, max_shared_mb}: run a model's cells one after another, or batch by "
+                 "batch sharing inputs, vision and the layers before each prune layer (auto: sample when a model has "
+                 "more than one cell); max_shared_mb caps what a batch holds for sharing (default 2048)",
     "paper": "{source, metrics, rows}: published numbers to print beside ours (see docs/reproduce.md)",
     "smoke": "{adapter, checkpoint, limit}: what --smoke substitutes",
     "overridden": "written by the runner: the grid's own values of keys that --smoke / --limit replaced",
@@ -51,6 +55,7 @@ class Grid:
     raw: dict = field(default_factory=dict)
     paper: PaperSpec | None = None
     latency: LatencyPlan = field(default_factory=LatencyPlan)
+    execution: ExecutionPlan = field(default_factory=ExecutionPlan)
 
 
 class _Problems:
@@ -100,6 +105,7 @@ def parse_grid(raw, *, source="<grid>", default_name="grid", overrides=None, pat
     batch_size = _parse_positive_int(raw.get("batch_size", 1), "batch_size", problems)
     executor, executor_options = _parse_executor(raw.get("executor", "local"), problems)
     latency = _parse_latency(raw.get("latency"), problems)
+    execution = parse_execution(raw.get("execution"), problems)
     name = raw.get("name", default_name)
     if not isinstance(name, str) or not name.strip() or "/" in name:
         problems.add("name", f"{name!r} must be a non-empty string without '/'")
@@ -120,7 +126,7 @@ def parse_grid(raw, *, source="<grid>", default_name="grid", overrides=None, pat
             raise ConfigError(f"{source}: the grid lists the same cell twice: {cell.describe()}")
         ids[cell.id] = cell
     return Grid(name=name, path=path, cells=cells, executor=executor, executor_options=executor_options,
-                latency_warmup=latency.warmup, raw=raw, paper=paper, latency=latency)
+                latency_warmup=latency.warmup, raw=raw, paper=paper, latency=latency, execution=execution)
 
 
 def _with_overrides(raw: dict, overrides: dict | None) -> dict:

@@ -151,13 +151,14 @@ def _finish(cs, plan: LatencyPlan, n_subset: int, new_tokens: int):
         meter.add(r["span_s"], r["other_cpu_s"])
     env = metrics.get("environment") or {}
     previous = metrics.get("latency") or {}
-    if previous.get("source", "samples") == "samples":
+    if previous.get("source", "samples") != "latency-subset":  # "samples", or "samples-shared" (sample-major)
         metrics["latency_accuracy_pass"] = {**previous, "other_cpu_load": env.get("other_cpu_load"),
                                             "timed_under_load": env.get("timed_under_load")}
     latency = cell_metrics.latency_stats(records, source="latency-subset", repeats=plan.repeats)
     latency.update(subset=n_subset, batch_size=1, new_tokens=new_tokens, interleave=plan.interleave)
     metrics["latency"] = latency
     model = cs.cell.model
-    metrics["environment"] = cell_metrics.environment(model.device, model.dtype, model.attn_implementation,
-                                                      cell_metrics.host_load(meter, plan.max_load))
+    kept = {k: env[k] for k in ("input_builder", "execution") if k in env}  # how the accuracy pass ran
+    metrics["environment"] = {**cell_metrics.environment(model.device, model.dtype, model.attn_implementation,
+                                                         cell_metrics.host_load(meter, plan.max_load)), **kept}
     cs.write_metrics(metrics)

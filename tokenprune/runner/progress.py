@@ -47,10 +47,11 @@ class Progress:
         self.ran = 0  # cells run in this process, for the ETA
         self.run_seconds = 0.0
 
-    def samples(self, cell, total: int, initial: int = 0):
+    def samples(self, cell, total: int, initial: int = 0, desc: str | None = None):
+        """A bar over the samples of ``cell`` (``desc``: another title, e.g. for several cells run together)."""
         if self.mode != "bars":
             return _Silent()
-        return self._tqdm(total=total, initial=initial, desc=cell.describe()[:60], position=1, leave=False,
+        return self._tqdm(total=total, initial=initial, desc=(desc or cell.describe())[:60], position=1, leave=False,
                           unit="sample", file=self.stream)
 
     def latency(self, cell, total: int):

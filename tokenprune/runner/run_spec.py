@@ -4,6 +4,7 @@ RUN_DIR/run.json::
 
     {"format": 1,
      "latency": {the latency settings in force: warmup, subset, repeats, interleave, max_load},
+     "execution": {the execution in force: mode, max_shared_mb},
      "specs": [{"grid_file": "experiments/sweep.yaml",
                 "grid": {the grid as run: YAML plus --limit / --smoke / --executor overrides},
                 "cli": {"limit": null, "smoke": false, "smoke_checkpoint": null, "executor": null},
@@ -44,7 +45,8 @@ AXES = (
 def spec_record(grid, cli: dict) -> dict:
     """What run.json keeps of one invocation: the grid as run, the CLI overrides, every cell."""
     return {"grid_file": str(grid.path) if grid.path else None, "grid": grid.raw, "cli": cli,
-            "latency": grid.latency.as_dict(), "cells": [{"id": c.id, **c.as_dict()} for c in grid.cells]}
+            "latency": grid.latency.as_dict(), "execution": grid.execution.as_dict(),
+            "cells": [{"id": c.id, **c.as_dict()} for c in grid.cells]}
 
 
 def bind(store, spec: dict, *, extend: bool = False) -> None:
@@ -57,14 +59,15 @@ def bind(store, spec: dict, *, extend: bool = False) -> None:
     if record is None:  # a new directory, or one written before run.json existed
         old = [cs.cell for cs in store.cells()] if (store.root / "cells").is_dir() else []
         if {c.id for c in old} <= {c.id for c in new}:
-            store.write_run({"format": FORMAT, "latency": spec["latency"], "specs": [spec]})
+            store.write_run({"format": FORMAT, "latency": spec["latency"], **_execution(spec), "specs": [spec]})
             return
         specs = [{"grid_file": None, "grid": None, "cli": None, "latency": None,
                   "cells": [{"id": c.id, **c.as_dict()} for c in old]}]
     else:
         specs = record["specs"]
         if any(_same(spec, s) for s in specs):
-            store.write_run({**record, "latency": spec["latency"]})  # a resume: max_load may have changed
+            # a resume: max_load and the execution (which never changes results) may have changed
+            store.write_run({**record, "latency": spec["latency"], **_execution(spec)})
             return
         old = store.planned_cells()
     where = str(store.root)
@@ -88,7 +91,12 @@ def bind(store, spec: dict, *, extend: bool = False) -> None:
         raise ConfigError(f"--extend cannot add this run to {where}: its latency settings differ, and cells timed "
                           f"differently would be compared in one report:\n" + _listing(latency)
                           + "\nWrite this run to another directory with --out DIR.")
-    store.write_run({"format": FORMAT, "latency": spec["latency"], "specs": specs + [spec]})
+    store.write_run({"format": FORMAT, "latency": spec["latency"], **_execution(spec), "specs": specs + [spec]})
+
+
+def _execution(spec: dict) -> dict:
+    """run.json's ``execution``: how this invocation runs the cells (it does not change their results)."""
+    return {"execution": spec["execution"]} if spec.get("execution") else {}
 
 
 def differences(old: list, new: list, where: str) -> list[str]:

@@ -159,6 +159,13 @@ class RunStore:
         record = self.read_run()
         return LatencyPlan(**record["latency"]) if record and record.get("latency") else LatencyPlan()
 
+    def execution_plan(self):
+        """How the run executes a model's cells (run.json's ``execution``; auto for a directory without it)."""
+        from .sample_major import ExecutionPlan
+
+        record = self.read_run()
+        return ExecutionPlan(**record["execution"]) if record and record.get("execution") else ExecutionPlan()
+
     def cells(self) -> list[CellStore]:
         """Every cell recorded in the directory (from its spec.json)."""
         out = []
