@@ -85,6 +85,12 @@ def _cmd_bench(args) -> int:
     return bench_command(args)
 
 
+def _cmd_bench_sweep(args) -> int:
+    from .bench.sweep_cli import sweep_command
+
+    return sweep_command(args)
+
+
 ENVIRONMENT = """environment:
   TOKENPRUNE_LOAD_PLUGINS=DIST,DIST  load only these distributions' plugins (empty: none; unset: all);
                                      a failing plugin's warning prints the value that skips it
@@ -104,11 +110,13 @@ def _add_bench_parsers(sub):
     timing.add_argument("--out", default="reports/bench", help="directory for the JSON and markdown results "
                                                                "(default reports/bench)")
 
-    p = sub.add_parser("bench", help="speed benchmarks: strategy selection, end-to-end pruned inference",
-                       description="Speed benchmarks. `tokenprune bench select --help` and "
-                                   "`tokenprune bench e2e --help` list each one's flags.")
-    kinds = p.add_subparsers(dest="what", required=True, metavar="{select,e2e}",
-                             help="select: time select() alone; e2e: time pruned inference end to end")
+    p = sub.add_parser("bench", help="speed benchmarks: strategy selection, end-to-end pruned inference, "
+                                     "sample-major sweeps",
+                       description="Speed benchmarks. `tokenprune bench select --help`, `tokenprune bench e2e "
+                                   "--help` and `tokenprune bench sweep --help` list each one's flags.")
+    kinds = p.add_subparsers(dest="what", required=True, metavar="{select,e2e,sweep}",
+                             help="select: time select() alone; e2e: time pruned inference end to end; sweep: a "
+                                  "grid cell by cell against sample-major")
     s = kinds.add_parser("select", parents=[timing], help="time each strategy's select() on LLaVA-1.5-7B and "
                                                           "Qwen2-VL-7B shaped inputs",
                          description="Time each strategy's select() on random inputs shaped like "
@@ -129,6 +137,29 @@ def _add_bench_parsers(sub):
     e.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 (default bfloat16 on cuda, "
                                                  "float32 on cpu)")
     e.set_defaults(func=_cmd_bench)
+    w = kinds.add_parser("sweep", help="run a grid cell by cell and sample-major, check the results are identical, "
+                                       "time both",
+                         description="Run a grid's accuracy pass both ways (cell by cell, then sample-major, into "
+                                     "temporary run directories, with the same loaded model), check every cell's "
+                                     "answers, kept indices, scores and metrics are identical, and print the wall "
+                                     "time, the time per answer and the speed-up. Writes sweep_<grid name>.json/.md.")
+    w.add_argument("grid", help="path to the grid YAML, e.g. experiments/sweep.yaml")
+    w.add_argument("--limit", type=int, help="samples per benchmark (N >= 1; default: the grid's)")
+    w.add_argument("--repeats", type=int, default=1,
+                   help="runs per mode, alternating cell/sample/sample/cell...; the median is reported (default 1)")
+    w.add_argument("--phases", action="store_true",
+                   help="also time input building, the vision tower, decoder layers at prefill and decoding")
+    w.add_argument("--flops-only", action="store_true",
+                   help="print the analytic FLOPs that sample-major sharing saves on this grid, run nothing")
+    w.add_argument("--text-tokens", type=int, default=64,
+                   help="--flops-only: prompt tokens besides the visual ones, per sample (default 64)")
+    w.add_argument("--arch", help="--flops-only: take the model shape from this bench architecture "
+                                  "(e.g. llava-1.5-7b) instead of the checkpoint's config")
+    w.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    w.add_argument("--keep", help="keep the run directories here (default: a temporary directory, removed)")
+    w.add_argument("--out", default="reports/bench", help="directory for the JSON and markdown results "
+                                                          "(default reports/bench)")
+    w.set_defaults(func=_cmd_bench_sweep)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip reading the models' configs before the run (checkpoint, layer and budget checks)")
     p.add_argument("--out", help="run directory (default: runs/<grid name>, runs/<grid name>-smoke with --smoke)")
     p.add_argument("--executor", help="override the grid's executor")
+    p.add_argument("--execution", choices=("auto", "cell", "sample"),
+                   help="override the grid's execution: cell (one cell after another), sample (batch by batch, "
+                        "sharing inputs, vision and the layers before each prune layer; same results) or auto "
+                        "(sample when a model has more than one cell; the default)")
     p.add_argument("--smoke", action="store_true", help="substitute the bundled model and a small limit (exercise any grid on CPU)")
     p.add_argument("--smoke-checkpoint", help="with --smoke: this checkpoint instead of the grid's smoke model")
     p.add_argument("--limit", type=int, help="override every benchmark's sample limit (N >= 1)")

@@ -112,10 +112,11 @@ def _figures(run: data.RunData, styles: Styles) -> list[Section]:
                       engineering=True),
          "Vertical bars: 95 % bootstrap intervals. The line joins the points no cheaper point beats."),
         ("Accuracy vs measured prefill latency (Pareto front)",
-         plots.pareto(df, "latency.prefill_s_median", "prefill / TTFT per sample, median (s)", styles,
+         plots.pareto(environment.comparable_latency(df), "latency.prefill_s_median",
+                      "prefill / TTFT per sample, median (s)", styles,
                       spread=("latency.prefill_s_p25", "latency.prefill_s_p75"), unc=unc),
          "Horizontal bars: interquartile range of the per-sample times; vertical bars: 95 % bootstrap "
-         "intervals. " + timing),
+         "intervals. " + timing + _shared_note(df)),
         ("Selection overhead", plots.selection_overhead(df, styles),
          "Median time of the strategy's selection per sample, with the interquartile range. " + timing),
     ]
@@ -128,6 +129,14 @@ def _figures(run: data.RunData, styles: Styles) -> list[Section]:
             sections += [env] if env is not None else []
         sections.append(Section(title, [Figure(_slug(title) + ".png", png, title, min_width=900), Text(caption)]))
     return sections
+
+
+def _shared_note(df) -> str:
+    shared = int(environment.shared_timings(df[df["status"] == "done"]).sum())
+    if not shared:
+        return ""
+    return (f" Not drawn: {shared} cells timed only in a sample-major accuracy pass (latency.source "
+            "samples-shared); time them with `latency: {subset: N}`.")
 
 
 def _token_pictures(run: data.RunData, styles: Styles) -> list[Section]:

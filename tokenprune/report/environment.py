@@ -7,6 +7,7 @@ import math
 import pandas as pd
 
 from .. import timing
+from ..runner.execute import SHARED_SOURCE
 from .document import Bullets, Section, Table, Text
 
 TIMED = ("prefill_s", "select_s")  # the timings the report plots
@@ -37,6 +38,25 @@ def add_latency_spread(df: pd.DataFrame, records: dict[str, list[dict]]) -> pd.D
             if times:
                 for q, p in (("p25", 25), ("median", 50), ("p75", 75)):
                     df.at[i, f"latency.{key}_{q}"] = timing.percentile(times, p)
+    return df
+
+
+def shared_timings(df: pd.DataFrame) -> pd.Series:
+    """Cells whose latency is the accuracy pass of a sample-major run: each cell's per-sample times leave out
+    the inputs, vision and layers another cell computed for it, so they are not comparable across cells."""
+    return df.get("latency.source", pd.Series(None, index=df.index, dtype=object)) == SHARED_SOURCE
+
+
+def comparable_latency(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with the prefill / decode / total times of shared_timings() cells blanked (select times stay:
+    every cell runs its own selection)."""
+    shared = shared_timings(df)
+    if not shared.any():
+        return df
+    df = df.copy()
+    for col in [c for c in df.columns if c.startswith("latency.") and not c.startswith("latency.select_s")]:
+        if col not in ("latency.source", "latency.repeats", "latency.latency_samples"):
+            df.loc[shared, col] = None
     return df
 
 
@@ -71,10 +91,17 @@ def environment_section(df: pd.DataFrame) -> Section | None:
     recorded = done.get("environment.timed_under_load", pd.Series(dtype=object)).map(_present)
     rows.append(["cells timed under load", f"{int(flagged.sum())} of {len(done)}" if recorded.any()
                  else "not recorded (run predates the check)"])
+    rows.append(["accuracy pass run", _values(done.get("environment.execution", pd.Series(dtype=object)))])
     rows.append(["latency measured on", _values(done.get("latency.source", pd.Series(dtype=object)))])
     rows.append(["timing repeats", _values(done.get("latency.repeats", pd.Series(dtype=object)))])
-    text = Text("Latency depends on the host as much as on the strategy: compare timings only between cells "
-                "measured under the same conditions, on a quiet host.")
+    text = ("Latency depends on the host as much as on the strategy: compare timings only between cells "
+            "measured under the same conditions, on a quiet host. Accuracy pass run `cell`: cell after cell; "
+            "`sample`: sample-major, the cells of a model sharing each batch's inputs, vision tower and layers "
+            "below their prune layer (same answers). Latency measured on `latency-subset`: each cell's whole "
+            "prefill and decode, cell by cell on a fixed subset; `samples`: the accuracy pass run cell by cell; "
+            "`samples-shared`: the accuracy pass run sample-major, whose prefill and total times leave out the "
+            "shared work, so the latency figure leaves them out (their selection times stay).")
+    text = Text(text)
     return Section("Environment", [text, Table(["", "value"], rows)])
 
 
