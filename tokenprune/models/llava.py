@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 
-from ..engine.spans import Visuals, finish, raster
+from .contract import Visuals, raster, visuals_from_blocks
 from . import prompts
 from .base import VLM
 
@@ -95,7 +95,7 @@ class LlavaAdapter(VLM):
             n_images = pos.numel() // per_image
             coords = [raster(rows, cols, 1, t0=k) for k in range(n_images)]
             segments = [(f"image{k}", k * per_image, (k + 1) * per_image) for k in range(n_images)]
-            out.append(finish(pos, coords, segments))
+            out.append(visuals_from_blocks(pos, coords, segments))
         return out
 
     def build_inputs(self, samples):
