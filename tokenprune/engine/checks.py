@@ -29,7 +29,7 @@ def check_attach(vlm: EngineAdapter, strategy, points, *, positions: str, budget
     """Refuse a strategy this model, budget and position policy cannot run.
 
     ``points`` = (the point before the LLM, the point at layer K) as stages.prune_points builds them.
-    The adapter's own ``check_strategy`` runs last.
+    The adapter's own ``check_strategy`` runs last; what it raises becomes a PruneError.
     """
     before_lm, at_layer = points
     n_layers = len(vlm.decoder_layers)
@@ -58,7 +58,13 @@ def check_attach(vlm: EngineAdapter, strategy, points, *, positions: str, budget
         if budget is None:
             raise PruneError(f"{who(strategy, vlm)}: an input-stage strategy plans the image size from a fixed "
                              "budget; give budget, not keep_ratio")
-    vlm.check_strategy(strategy, who(strategy, vlm))
+    try:
+        vlm.check_strategy(strategy, who(strategy, vlm))
+    except PruneError:
+        raise
+    except Exception as exc:  # the adapter's refusal, whatever its type, surfaces like every other one
+        message = str(exc) if str(exc).startswith(who(strategy, vlm)) else f"{who(strategy, vlm)}: {exc}"
+        raise PruneError(message) from exc
 
 
 def _check_point(vlm, strategy, point) -> None:

@@ -7,8 +7,8 @@ The runner side (loading, input building, timed generation) is :class:`tokenprun
 which extends this class.
 
 Also exported here for adapter authors: :class:`Visuals` (what ``visuals`` returns), ``raster``
-(coordinates of a grid in raster order) and ``visuals_from_blocks`` (a sample's ``Visuals`` from its
-coordinate blocks).
+(coordinates of a grid in raster order), ``runs`` (runs of True in a mask, e.g. of placeholder tokens)
+and ``visuals_from_blocks`` (a sample's ``Visuals`` from its coordinate blocks).
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..engine.spans import Visuals, raster, visuals_from_blocks
+from ..engine.spans import Visuals, raster, runs, visuals_from_blocks
 
-__all__ = ["EngineAdapter", "Visuals", "raster", "visuals_from_blocks"]
+__all__ = ["EngineAdapter", "Visuals", "raster", "runs", "visuals_from_blocks"]
 
 
 class EngineAdapter:
