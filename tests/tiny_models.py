@@ -41,8 +41,8 @@ def token_id(name: str) -> int:
 VOCAB = len(SPECIALS) + len(dict.fromkeys(WORDS))
 
 
-def text_config(layers: int, **extra) -> dict:
-    return tiny.text_config(layers, VOCAB, **extra)
+def text_config(layers: int, vocab_size: int = VOCAB, **extra) -> dict:
+    return tiny.text_config(layers, vocab_size, **extra)
 
 
 class ProcessorConfig:

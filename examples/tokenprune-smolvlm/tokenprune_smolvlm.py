@@ -169,13 +169,7 @@ class SmolVLMAdapter(VLM):
         return (tiles * tiles + 1) * per_image, False
 
     def build_inputs(self, samples):
-        texts, images = [], []
-        for s in samples:
-            imgs, frames = prompts.media(s)
-            if frames:
-                raise ValueError(f"model adapter {self.name!r} takes images, not video frames (sample {s.id!r})")
-            texts.append(prompts.render(self.processor, prompts.user_turn(s.prompt, n_images=len(imgs)), _fallback))
-            images.append(imgs)
+        texts, images = prompts.image_turns(self.processor, samples, _fallback, self.name)
         media = {"images": images} if any(images) else {}
         return self.processor(text=texts, padding=True, return_tensors="pt", **media)
 

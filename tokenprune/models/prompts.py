@@ -19,6 +19,20 @@ def render(processor, conversation: list[dict], fallback) -> str:
     return fallback(conversation)
 
 
+def image_turns(processor, samples, fallback, adapter: str) -> tuple[list[str], list[list]]:
+    """(prompt texts, images per sample) for a family that takes images only: each sample's question as one
+    user turn after its images, rendered with the chat template (else ``fallback``); video frames are refused
+    with an error naming ``adapter`` and the sample."""
+    texts, images = [], []
+    for s in samples:
+        imgs, frames = media(s)
+        if frames:
+            raise ValueError(f"model adapter {adapter!r} takes images, not video frames (sample {s.id!r})")
+        texts.append(render(processor, user_turn(s.prompt, n_images=len(imgs)), fallback))
+        images.append(imgs)
+    return texts, images
+
+
 def plain_prompt(conversation: list[dict], *, placeholders: dict[str, str], before: str, after: str) -> str:
     """A one-turn conversation written out without a chat template: ``before``, then each content item
     (a media item as its ``placeholders[type]``, text as it is), then ``after``."""
