@@ -58,13 +58,13 @@ def check_attach(vlm: EngineAdapter, strategy, points, *, positions: str, budget
         if budget is None:
             raise PruneError(f"{who(strategy, vlm)}: an input-stage strategy plans the image size from a fixed "
                              "budget; give budget, not keep_ratio")
+    named = who(strategy, vlm)
     try:
-        vlm.check_strategy(strategy, who(strategy, vlm))
+        vlm.check_strategy(strategy, named)
     except PruneError:
         raise
     except Exception as exc:  # the adapter's refusal, whatever its type, surfaces like every other one
-        message = str(exc) if str(exc).startswith(who(strategy, vlm)) else f"{who(strategy, vlm)}: {exc}"
-        raise PruneError(message) from exc
+        raise PruneError(str(exc) if str(exc).startswith(named) else f"{named}: {exc}") from exc
 
 
 def _check_point(vlm, strategy, point) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from . import anyres
-from .contract import Visuals, visuals_from_blocks
+from .contract import Visuals, runs, visuals_from_blocks
 from .llava import LlavaAdapter
 
 
@@ -85,23 +85,23 @@ class LlavaNextAdapter(LlavaAdapter):
     def _sample_visuals(self, row: torch.Tensor, flags: list[torch.Tensor]) -> Visuals:
         """One sample's images (and videos) in prompt order, each image ``flags[k]``'s packed tokens;
         several images name their segments "base0", "highres0", "base1", ..."""
+        media_ids = [t for t in (self.image_token_id, self.video_token_id) if t is not None]
+        visual = torch.isin(row, torch.tensor(media_ids, device=row.device))
         ids, images = row.tolist(), iter(enumerate(flags))
-        blocks, segments, t0, start, i = [], [], 0, 0, 0
-        while i < len(ids):
-            if ids[i] == self.image_token_id:
-                k, f = next(images)
-                n = int(f.numel())
-                coords, frames, segs = anyres.image_coords(f, self.side, t0)
-                segments += [(f"{name}{k}" if len(flags) > 1 else name, start + a, start + b) for name, a, b in segs]
-            elif ids[i] == self.video_token_id:
-                n = next((j for j in range(i, len(ids)) if ids[j] != ids[i]), len(ids)) - i
-                coords, frames = self.video_coords(n, t0)
-                segments.append(("video", start, start + n))
-            else:
-                i += 1
-                continue
-            blocks.append(coords)
-            t0, start, i = t0 + frames, start + n, i + n
-        visual = torch.isin(row, torch.tensor([t for t in (self.image_token_id, self.video_token_id) if t is not None],
-                                              device=row.device))
+        blocks, segments, t0, start = [], [], 0, 0
+        for lo, hi in runs(visual):
+            i = lo
+            while i < hi:  # a run may hold several images back to back, or a video
+                if ids[i] == self.image_token_id:
+                    k, f = next(images)
+                    n = int(f.numel())
+                    coords, frames, segs = anyres.image_coords(f, self.side, t0)
+                    segments += [(f"{name}{k}" if len(flags) > 1 else name, start + a, start + b)
+                                 for name, a, b in segs]
+                else:
+                    n = next((j for j in range(i, hi) if ids[j] != ids[i]), hi) - i
+                    coords, frames = self.video_coords(n, t0)
+                    segments.append(("video", start, start + n))
+                blocks.append(coords)
+                t0, start, i = t0 + frames, start + n, i + n
         return visuals_from_blocks(visual.nonzero().flatten(), blocks, segments)
