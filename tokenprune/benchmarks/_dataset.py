@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Iterator
 from ..params import Param
 from ._data import BenchmarkDataError, RowChecker, describe_source, load_table
 from ._sampling import subset_indices
-from ._video import find_video, load_frames
+from ._video import SampledFrames, find_video, load_frames
 from .base import Benchmark, Sample
 
 
@@ -125,7 +125,8 @@ class VideoBenchmark(DatasetBenchmark):
         home = os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface"))
         return Path(home) / self.cache_subdir
 
-    def frames(self, stem: str) -> tuple[list, list[int]]:
+    def frames(self, stem: str) -> SampledFrames:
+        """The video's sampled frames; ``.meta()`` gives the Sample.meta entries saying where they came from."""
         path = find_video(self.name, self.video_dir(), stem)
         return load_frames(self.name, path, self.cfg.num_frames)
 
