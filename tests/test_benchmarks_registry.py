@@ -1,7 +1,6 @@
 """The built-in benchmarks as the registry sees them, and seeded sub-sampling."""
 import json
-import re
-import types
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,9 @@ import yaml
 from tokenprune import registry
 from tokenprune.benchmarks import BUILTIN, Benchmark
 from tokenprune.benchmarks._sampling import subset_indices
+
+sys.path.insert(0, str(Path(__file__).parent))
+from docs_examples import plugin_from_docs  # noqa: E402
 
 PAPER = {"gqa", "mmbench", "mme", "pope", "scienceqa_img", "textvqa", "ocrbench", "seedbench", "okvqa",
          "egoschema", "nextqa", "videomme", "egoplan"}
@@ -102,16 +104,9 @@ def test_the_docs_example_benchmark_runs(tmp_path):
     through register_benchmarks, checked when the grid loads, run by `tokenprune run` on the bundled model."""
     from tokenprune.cli import main
     from tokenprune.errors import ParamError
-    from tokenprune.plugins import pm
     from tokenprune.runner.store import RunStore
 
-    docs = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-    code = re.search(r"## Write your own benchmark.*?```python\n(.*?)```", docs.read_text(), re.S).group(1)
-    module = types.ModuleType("docs_benchmarks_example")
-    exec(compile(code, str(docs), "exec"), module.__dict__)
-    pm.register(module, name="docs-benchmarks-example")
-    registry.clear_caches()
-    try:
+    with plugin_from_docs("benchmarks.md", "## Write your own benchmark"):
         cls = registry.lookup("benchmarks", "solid_colours")
         bench = cls(limit=2, seed=1)
         samples = list(bench.samples())
@@ -130,6 +125,3 @@ def test_the_docs_example_benchmark_runs(tmp_path):
             assert metrics["samples"] == 3 and metrics["main_metric"] == "accuracy"
             assert 0.0 <= metrics["benchmark_metrics"]["accuracy"] <= 100.0
             assert metrics["source"]["dataset"] == "solid colours, drawn in code"
-    finally:
-        pm.unregister(module)
-        registry.clear_caches()

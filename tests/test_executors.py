@@ -1,19 +1,21 @@
 """Every built-in executor, and the example of docs/executors.md, leaves the run directory as `local` does
 (tokenprune.testing.executors.check_executor); an executor that does not is caught, with the difference."""
 import re
-import types
+import sys
 from functools import partial
 from pathlib import Path
 
 import datasets
 import pytest
 
+from tokenprune import registry
 from tokenprune.executors import Executor
 from tokenprune.executors.detached import run_detached, run_groups
 from tokenprune.runner.latency import LatencyPlan
 from tokenprune.testing.executors import check_executor, compare_stores
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "executors.md"
+sys.path.insert(0, str(Path(__file__).parent))
+from docs_examples import plugin_from_docs  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -51,20 +53,9 @@ def test_ray_on_a_local_instance(tmp_path):
 
 def test_the_docs_example_executor(tmp_path):
     """The plugin module of docs/executors.md, as written there: registered through register_executors."""
-    code = re.search(r"## Example.*?```python\n(.*?)```", DOCS.read_text(), re.S).group(1)
-    module = types.ModuleType("docs_executors_example")
-    exec(compile(code, str(DOCS), "exec"), module.__dict__)
-    from tokenprune.plugins import pm
-    from tokenprune import registry
-
-    pm.register(module, name="docs-executors-example")
-    registry.clear_caches()
-    try:
+    with plugin_from_docs("executors.md", "## Example") as module:
         assert registry.lookup("executors", "processes") is module.ProcessesExecutor
         check_executor("processes", tmp_path, options={"processes": 1}, resume=False)  # one start-up: quicker
-    finally:
-        pm.unregister(module)
-        registry.clear_caches()
 
 
 class ForgetsTheLatencySubset(Executor):
