@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..params import Param
-from ._data import BenchmarkDataError, describe_source, load_table, peek_columns
+from ._data import BenchmarkDataError, load_table, peek_columns
 from ._dataset import DatasetBenchmark
 from ._prompts import OPTION_LETTER, SHORT_ANSWER, lettered
 from .base import Sample
@@ -69,14 +69,8 @@ class Custom(DatasetBenchmark):
         self.max_new_tokens = GENERATION.get(cfg.scorer, type(self).max_new_tokens)
         self.suffix = SUFFIXES[cfg.scorer] if cfg.prompt_suffix is None else cfg.prompt_suffix
         self._check_path()
-        try:
-            columns = peek_columns(self.name, self.path, cfg.config, cfg.split)
-        except BenchmarkDataError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a file its format's reader refuses
-            raise ConfigError(f"benchmark 'custom': cannot read {str(self.path)!r}: {type(exc).__name__}: {exc}") \
-                from None
-        if columns is not None:
+        columns = self._peek_columns()
+        if columns is not None:  # else checked when the data loads
             self._require(columns)
 
     # --- where the data is ---------------------------------------------------------
@@ -92,6 +86,16 @@ class Custom(DatasetBenchmark):
         if path.is_file() and path.suffix.lower() not in FILE_SUFFIXES:
             raise ConfigError(f"benchmark 'custom': path {self.cfg.path!r}: a data file must end in one of "
                               f"{', '.join(FILE_SUFFIXES)}, or be a folder")
+
+    def _peek_columns(self) -> list[str] | None:
+        """The data's columns, read without loading it (when the format allows)."""
+        try:
+            return peek_columns(self.name, self.path, self.cfg.config, self.cfg.split)
+        except BenchmarkDataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a file its format's reader refuses
+            why = f"{type(exc).__name__}: {exc}"
+            raise ConfigError(f"benchmark 'custom': cannot read {str(self.path)!r}: {why}") from None
 
     def columns_used(self) -> dict[str, str]:
         """{option: column} of every column the options name."""
@@ -114,8 +118,7 @@ class Custom(DatasetBenchmark):
             if self.path.suffix.lower() == ".csv":  # read as written: "007" stays "007", "2" is not 2.0
                 import datasets
 
-                header = peek_columns(self.name, self.path, None, None)
-                options["features"] = datasets.Features({c: datasets.Value("string") for c in header})
+                options["features"] = datasets.Features({c: datasets.Value("string") for c in self._peek_columns()})
             table = load_table(self.name, *self.location(), **options)
             self._require(table.column_names)
             if self.cfg.id_column:
@@ -124,10 +127,8 @@ class Custom(DatasetBenchmark):
         return self._table
 
     def source(self) -> dict[str, Any]:
-        source = describe_source(*self.location(), self.table())
-        source.update(protocol=self.cfg.protocol, scorer=self.cfg.scorer, prompt_suffix=self.suffix,
-                      columns=self.columns_used())
-        return source
+        return {**super().source(), "scorer": self.cfg.scorer, "prompt_suffix": self.suffix,
+                "columns": self.columns_used()}
 
     def max_images(self) -> int:
         return 1
