@@ -79,3 +79,40 @@ def test_an_executor_that_breaks_the_contract_fails_the_check(tmp_path):
     assert re.search(r"metrics.json latency source: \"samples\" under forgets_latency, "
                      r"\"latency-subset\" under local", message)
     assert "error.json" not in message and "samples.jsonl" not in message  # the rest agrees
+
+
+class LosesItsFirstWorker(Executor):
+    """Test-only: the worker of the first model group dies (killed, out of memory) without a result."""
+
+    name = "loses_first"
+
+    def run(self, groups, store, *, warmup, progress):
+        started = []
+
+        def submit(payload):
+            started.append(payload["model"]["label"])
+            if len(started) == 1:
+                def dead():
+                    raise RuntimeError("worker killed: out of memory")
+                return dead
+            return partial(run_detached, payload, warmup)
+
+        return run_groups(groups, store, progress, submit)
+
+
+def test_a_dead_worker_fails_only_its_own_cells(tmp_path):
+    from tokenprune.runner.store import RunStore
+    from tokenprune.testing.executors import check_grid, registered, run_grid
+
+    with registered(LosesItsFirstWorker) as name:
+        code, counts = run_grid(check_grid(tmp_path / "data"), tmp_path / "run", {"name": name})
+    assert code == 1 and counts == "done 2, skipped (already finished) 0, failed 6"
+    for cs in RunStore(tmp_path / "run").cells():
+        if cs.cell.model.label == "a":
+            assert not cs.done and cs.error()["type"] == "RuntimeError"
+            assert cs.error()["message"] == ("the worker running this cell's model group returned no result: "
+                                             "worker killed: out of memory")
+        elif cs.cell.benchmark == "shapes":
+            assert cs.done and len(cs.records()) == 3 and len(cs.latency_records()) == 2
+        else:  # the broken data fails as it does under local, with its own error
+            assert cs.error()["type"] == "BenchmarkDataError" and "field 'answer'" in cs.error()["message"]

@@ -100,7 +100,7 @@ def check_executor(executor, tmp_path, *, options: dict | None = None, resume: b
     is registered for the check) and assert that both leave the same store, then the same after a resume.
     Returns the two run directories (local's, the executor's)."""
     tmp_path = Path(tmp_path)
-    with _registered(executor) as name:
+    with registered(executor) as name:
         grid = check_grid(tmp_path / "data", checkpoint)
         ours, theirs = tmp_path / "local", tmp_path / f"executor-{name}"
         steps = ["a fresh run", "a resumed run"] if resume else ["a fresh run"]
@@ -124,8 +124,9 @@ def _assert_same(ours: Path, theirs: Path, name: str, outcomes: tuple, when: str
                              f"({theirs} vs {ours}):\n  " + "\n  ".join(problems))
 
 
-class _registered:
-    """The executor's registered name; a class that is not registered is, for the duration."""
+class registered:
+    """``with registered(executor) as name``: the executor's registered name; a class that is not
+    registered is registered for the duration (e.g. one defined in a test module)."""
 
     def __init__(self, executor):
         self.executor, self.plugin = executor, None
