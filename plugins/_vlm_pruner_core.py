@@ -1,6 +1,6 @@
 """VLM-Pruner selection core (arXiv 2512.02700): pure tensor code, no model glue.
 
-The steps follow shared/methods/vlm_pruner.md:
+The steps follow docs/methods/vlm_pruner.md:
   stage 0  top-q high-variance channels of the hidden states -> unit rows (cosine = dot product)
   stage 1  pivots: max-min in key space, first = largest L1 norm (or top-kappa L1 norm)
   stage 2  parallel greedy over chunks with a rising threshold, BSS-modulated similarity

@@ -1,6 +1,6 @@
 """Built-in strategy plugin `cdpruner`: instruction-conditioned DPP selection before the LLM.
 
-Spec: shared/methods/cdpruner.md (official code Theia-4869/CDPruner @9541616c, re-implemented, not copied).
+Method and deviations: docs/methods/cdpruner.md (official code Theia-4869/CDPruner @9541616c, re-implemented, not copied).
 """
 from __future__ import annotations
 

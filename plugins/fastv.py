@@ -25,7 +25,7 @@ class FastV(Strategy):
         attention probability to each image token at layer K-1, averaged over
         heads (softmax over the whole prompt, not renormalised over the image).
       mean_all_queries (the paper's wording, phi(j) = 1/n sum_i a_ij, not what
-        the official code runs; see FastV issue #14): the attention each image
+        the official code runs; see docs/methods/fastv.md): the attention each image
         token receives, averaged over heads and over all prompt queries. The
         engine must put it in ctx.extras["attn_all_queries"]: a float tensor
         [B, N], entry (b, j) = mean over the heads h and over every

@@ -1,6 +1,6 @@
 """Built-in strategy plugin `saint`: similarity-graph token dropping (SAINT), LLM and ViT-graph variants.
 
-Spec: shared/methods/saint.md (official code ArmenJeddi/saint @baaff952, re-implemented, not copied).
+Method and deviations: docs/methods/saint.md (official code ArmenJeddi/saint @baaff952, re-implemented, not copied).
 The two official variants run at different stages, and the official hybrid mode chains them:
   saint         variant A, bipartite threshold vote (LLM stage)
   saint_vit     variant B, iterative full-graph drop (before the LLM)

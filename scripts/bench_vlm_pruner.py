@@ -10,7 +10,7 @@ same tokens (they must whenever the official code fills the budget). ``--layout 
 (default) hands over row-contiguous [B, N, D] tensors, as a model's hidden states are;
 ``--layout as-built`` keeps make_inputs' channel-major hidden tensor (what
 scripts/bench_select.py times), which costs vlm_pruner one transposing copy. The official
-code's anchor on a 2-core CPU is ~1.4 s for N=576 -> 64, batch 1, float32.
+code, timed side by side with ours, is in reports/bench/official_side_by_side.md.
 On a shared machine the CPU time (summed over threads) is steadier than the wall time,
 and with several threads OpenMP's default spin-waiting makes every parallel region wait
 for a descheduled worker: there, compare --threads 1, or set OMP_WAIT_POLICY=PASSIVE.

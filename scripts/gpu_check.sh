@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check: one command on a machine with one CUDA GPU and tokenprune installed (about 5-8 minutes
 # on one H100/H200):
-#   1. the CUDA-marked tests (pytest -m cuda; a CUDA test that skips there fails the check),
+#   1. the CUDA-marked tests (pytest -m cuda; a CUDA test that skips there fails the check), and the
+#      official-processor tests (inputs built by tokenprune equal the official processors', which need
+#      torchvision: GPU machines usually have it),
 #   2. `tokenprune bench select` on CUDA (LLaVA-1.5-7B and Qwen2-VL-7B shapes, bfloat16),
 #   3. `tokenprune bench e2e` on the LLaVA-1.5-7B and Qwen2-VL-7B architectures (random weights,
 #      bfloat16, sdpa),
@@ -57,12 +59,14 @@ mkdir -p "$OUT"
 if [ "$DRY" = 1 ]; then  # the same commands, on CPU and small enough for the test suite
     DEVICE=cpu
     TESTS=(-m cuda --collect-only -q tests/test_cuda.py)
+    OFFICIAL=(--collect-only -q tests/test_models_official_path.py)
     SELECT=(--strategies random --shapes llava-1.5-7b --batches 1 --repeats 1 --warmup 0)
     E2E_ARCHS=(zoo:shapes-llava-144)
     E2E=(--strategies random --budgets 16 --repeats 1 --warmup 0)
 else
     DEVICE=cuda
     TESTS=(-m cuda -q -rs)
+    OFFICIAL=(-q -rs tests/test_models_official_path.py)
     SELECT=(--batches 1,8 --repeats 10 --warmup 3)
     E2E_ARCHS=(llava-1.5-7b qwen2-vl-7b)
     E2E=(--repeats 5 --warmup 2)
@@ -93,6 +97,7 @@ step() {  # step NAME COMMAND...: run it, log its output, record the outcome
 }
 
 TOKENPRUNE_REQUIRE_CUDA=$((1 - DRY)) step cuda_tests "$PYTHON" -m pytest -p no:cacheprovider "${TESTS[@]}"
+step official_processor_tests "$PYTHON" -m pytest -p no:cacheprovider "${OFFICIAL[@]}"
 step bench_select "$PYTHON" -m tokenprune.cli bench select --devices "$DEVICE" --dtype bfloat16 "${SELECT[@]}" \
     --out "$OUT"
 for arch in "${E2E_ARCHS[@]}"; do

@@ -1,4 +1,5 @@
 import io
+import re
 import json
 from pathlib import Path
 
@@ -63,3 +64,44 @@ def test_progress_without_a_terminal_prints_a_line_per_cell():
     assert lines[1] == "[2/4] m | random | budget 8 | pope | seed 0: skipped | elapsed 0:02, ETA 0:04"
     assert lines[2] == "[3/4] m | random | budget 8 | pope | seed 0: failed, 3.5 s | elapsed 0:06, ETA 0:03"
     assert Progress(total_cells=1, enabled=False, stream=stream).mode == "off"
+
+
+def _subcommands(parser, path=()):
+    """(path, parser) of every subcommand, nested ones (bench select) included."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*path, name), sub
+                yield from _subcommands(sub, (*path, name))
+
+
+def _own_flags(parser):
+    import argparse
+
+    return {s for a in parser._actions if not isinstance(a, argparse._SubParsersAction) for s in a.option_strings}
+
+
+def test_every_subcommand_documents_each_of_its_own_flags(capsys):
+    from tokenprune.cli import build_parser
+
+    root = build_parser()
+    commands = {(): root, **dict(_subcommands(root))}
+    assert {("list",), ("plugins",), ("show",), ("run",), ("report",), ("bench", "select"),
+            ("bench", "e2e")} <= set(commands)
+    for path, parser in commands.items():
+        undocumented = [a.dest for a in parser._actions if not a.help]
+        assert not undocumented, f"`tokenprune {' '.join(path)}` arguments without help: {undocumented}"
+        with pytest.raises(SystemExit) as done:
+            main([*path, "--help"])
+        assert done.value.code == 0
+        shown = capsys.readouterr().out
+        assert shown.startswith(" ".join(["usage: tokenprune", *path, ""]))
+        mine = _own_flags(parser)
+        assert all(flag in shown for flag in mine), f"`tokenprune {' '.join(path)} --help` lacks some of {mine}"
+        # the help is this subcommand's own: a sibling's flags it does not take are not shown
+        siblings = {flags for other, p in commands.items() if other[:-1] == path[:-1] and other != path
+                    for flags in _own_flags(p)}
+        foreign = [flag for flag in siblings - mine if re.search(rf"{re.escape(flag)}\b", shown)]
+        assert not foreign, f"`tokenprune {' '.join(path)} --help` shows flags it does not take: {foreign}"

@@ -52,12 +52,12 @@ def test_pruning_reduces_layers_after_k_only():
 
 
 def test_fastv_convention_reproduces_the_papers_arithmetic():
-    # measurement.md: LLaVA-1.5-7B, 576 visual + 60 text, K=2, R=50% -> 0.568 of full (2-matrix FFN)
+    # docs/methods/fastv.md: LLaVA-1.5-7B, 576 visual + 60 text, K=2, R=50% -> 0.568 of full (2-matrix FFN)
     shape = flops.LLMShape(layers=32, hidden=4096, intermediate=11008, heads=32, kv_heads=32, head_dim=128, vocab=32000)
     full = flops.fastv_convention_macs(shape, flops.alive_per_layer(shape, 636, 576, 576, None))
     half = flops.fastv_convention_macs(shape, flops.alive_per_layer(shape, 636, 576, 288, 2))
     assert half / full == pytest.approx(0.568, abs=1e-3)
-    assert full / 1e12 == pytest.approx(3.31, abs=0.01)  # T-MAC, as measurement.md states
+    assert full / 1e12 == pytest.approx(3.31, abs=0.01)  # T-MAC, as docs/methods/fastv.md states
 
 
 def test_kv_cache_bytes():

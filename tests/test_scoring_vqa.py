@@ -1,5 +1,5 @@
 """The EvalAI/VQA normaliser, leave-one-out VQA accuracy and exact match,
-one hand-made case per rule in benchmarks.md."""
+one hand-made case per rule in docs/benchmarks.md ("Scoring, per benchmark")."""
 import pytest
 
 from tokenprune.benchmarks.scoring.vqa import (exact_match, gqa_llava_match, normalize_answer,

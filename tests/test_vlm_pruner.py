@@ -1,7 +1,7 @@
 """vlm_pruner: parity with the official code (fixtures), the fill rule, coordinates, ablations, batching, dtypes.
 
 The parity fixtures in tests/data/parity/vlm_pruner/ were produced by running the
-official implementation (see shared/parity/FORMAT.md). ``reference_select`` below is a
+official implementation (see docs/methods/vlm_pruner.md). ``reference_select`` below is a
 deliberately plain per-sample re-statement of the method (chunk by chunk, full
 similarity matrix) that the vectorised core must agree with on random inputs.
 """
@@ -196,7 +196,7 @@ def test_batch_equals_single_calls(params):
 
 def reference_select(keys, hidden, pos, inv_dmax, budget, *, kappa=4, pivots="maxmin", top_q=256, lam=0.5,
                      bss=True, tau0=0.8, tau_step=0.1, chunk=16, beta=0.3, faithful=False):
-    """One sample, straight from the spec: full matrices, a Python list for the selection, chunk by chunk."""
+    """One sample, straight from docs/methods/vlm_pruner.md: full matrices, a list for the selection, chunk by chunk."""
     N, D = hidden.shape
     x = hidden[:, hidden.var(dim=0).topk(min(top_q, D)).indices]
     x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-8)

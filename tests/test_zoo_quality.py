@@ -1,4 +1,4 @@
-"""The committed tiny LLaVA meets the quality bar of issue 6, through the real path:
+"""The committed tiny LLaVA meets its quality bar (docs/zoo.md, "Numbers"), through the real path:
 ``tokenprune.models.load("llava", ...)``, ``tokenprune.apply`` and greedy ``generate``.
 
 Unpruned it must answer the held-out ``shapes`` split well on every question

@@ -85,20 +85,71 @@ def _cmd_bench(args) -> int:
     return bench_command(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tokenprune", description="Visual-token pruning benchmark framework")
-    sub = parser.add_subparsers(dest="command", required=True)
+ENVIRONMENT = """environment:
+  TOKENPRUNE_LOAD_PLUGINS=DIST,DIST  load only these distributions' plugins (empty: none; unset: all);
+                                     a failing plugin's warning prints the value that skips it
+  TOKENPRUNE_TRACE_PLUGINS=1         print every plugin hook call on stderr"""
 
-    p = sub.add_parser("list", help="list registered strategies, models, benchmarks or executors")
-    p.add_argument("kind", nargs="?", choices=KIND_CHOICES)
+
+def _add_bench_parsers(sub):
+    """`bench select` and `bench e2e`, each with its own flags and help."""
+    timing = argparse.ArgumentParser(add_help=False)
+    timing.add_argument("--strategies", help="comma list of strategy names (default: every registered strategy "
+                                             "but vanilla)")
+    timing.add_argument("--repeats", type=int, default=10,
+                        help="timed runs per measurement; the table shows their median and p90 (default 10)")
+    timing.add_argument("--warmup", type=int, default=3,
+                        help="untimed runs before the timed ones, so caches and kernels are warm (default 3)")
+    timing.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    timing.add_argument("--out", default="reports/bench", help="directory for the JSON and markdown results "
+                                                               "(default reports/bench)")
+
+    p = sub.add_parser("bench", help="speed benchmarks: strategy selection, end-to-end pruned inference",
+                       description="Speed benchmarks. `tokenprune bench select --help` and "
+                                   "`tokenprune bench e2e --help` list each one's flags.")
+    kinds = p.add_subparsers(dest="what", required=True, metavar="{select,e2e}",
+                             help="select: time select() alone; e2e: time pruned inference end to end")
+    s = kinds.add_parser("select", parents=[timing], help="time each strategy's select() on LLaVA-1.5-7B and "
+                                                          "Qwen2-VL-7B shaped inputs",
+                         description="Time each strategy's select() on random inputs shaped like "
+                                     "LLaVA-1.5-7B and Qwen2-VL-7B prune points.")
+    s.add_argument("--devices", help="comma list, e.g. cpu,cuda; each is timed (default: cpu, and cuda when present)")
+    s.add_argument("--batches", default="1,8", help="comma list of batch sizes (default 1,8)")
+    s.add_argument("--shapes", help="comma list of llava-1.5-7b, qwen2-vl-7b (default both)")
+    s.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 (default float32)")
+    s.set_defaults(func=_cmd_bench)
+    e = kinds.add_parser("e2e", parents=[timing], help="prefill, decode and memory of pruned inference against "
+                                                       "the unpruned model",
+                         description="Prefill and decode time, peak memory and speed-up of pruned inference "
+                                     "against the unpruned model, beside the FLOPs bound.")
+    e.add_argument("--arch", help="llava-1.5-7b, qwen2-vl-7b (random weights from the config) or zoo:NAME "
+                                  "(default zoo:shapes-llava-144)")
+    e.add_argument("--budgets", help="comma list of kept visual tokens (default: 1/3, 2/9 and 1/9 of the image's)")
+    e.add_argument("--devices", help="comma list; the last one is used (default: cuda when present, else cpu)")
+    e.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 (default bfloat16 on cuda, "
+                                                 "float32 on cpu)")
+    e.set_defaults(func=_cmd_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tokenprune", description="Visual-token pruning benchmark framework",
+                                     epilog=ENVIRONMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, help="`tokenprune COMMAND --help` lists its flags")
+
+    p = sub.add_parser("list", help="list registered strategies, models, benchmarks or executors",
+                       description="List registered names; plugins that failed are reported on stderr.")
+    p.add_argument("kind", nargs="?", choices=KIND_CHOICES, help="what to list (default: all four kinds)")
     p.add_argument("pattern", nargs="?", help="fnmatch pattern, e.g. 'd*'")
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("plugins", help="loaded plugins as JSON (distribution, version, hooks, names)")
+    p = sub.add_parser("plugins", help="plugins as JSON (distribution, version, status, errors, hooks, names)",
+                       description="Every plugin as JSON: distribution, version, status (ok or failed), errors "
+                                   "with how to skip the plugin, hooks and the names it registered.",
+                       epilog=ENVIRONMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.set_defaults(func=_cmd_plugins)
 
     p = sub.add_parser("show", help="explain one strategy: stage, layer, signals, params, paper")
-    p.add_argument("strategy")
+    p.add_argument("strategy", help="a registered strategy name (see `tokenprune list strategies`)")
     p.set_defaults(func=_cmd_show)
 
     p = sub.add_parser("run", help="run an experiment grid (YAML)")
@@ -119,30 +170,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("report", help="write the comparison report of a run directory")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory made by `tokenprune run` (it holds cells/)")
     p.add_argument("--out", help="report directory (default: RUN_DIR/report)")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("bench", help="speed benchmarks: strategy selection, end-to-end pruned inference")
-    p.add_argument("what", choices=("select", "e2e"))
-    p.add_argument("--strategies", help="comma list (default: every registered strategy but vanilla)")
-    p.add_argument("--devices", help="comma list, e.g. cpu,cuda (default: cpu, and cuda when present)")
-    p.add_argument("--batches", default="1,8", help="select: batch sizes (default 1,8)")
-    p.add_argument("--shapes", help="select: comma list of llava-1.5-7b, qwen2-vl-7b (default both)")
-    p.add_argument("--budgets", help="e2e: comma list of kept-token budgets")
-    p.add_argument("--arch", help="e2e: llava-1.5-7b, qwen2-vl-7b (random weights from the config) or zoo:NAME")
-    p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    p.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16")
-    p.add_argument("--out", default="reports/bench", help="where JSON + markdown go")
-    p.set_defaults(func=_cmd_bench)
+    _add_bench_parsers(sub)
     return parser
+
+
+def _warn_failed_plugins():
+    """One line per plugin that failed in this command, with its distribution and how to skip it."""
+    from . import registry
+
+    for failure in registry.failures_so_far():
+        print(f"tokenprune: warning: {failure.message()}", file=sys.stderr)
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    finally:
+        _warn_failed_plugins()
+
+
+def _run(args) -> int:
     try:
         return args.func(args)
     except TokenpruneError as exc:

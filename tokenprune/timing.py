@@ -10,21 +10,12 @@ import torch
 
 
 def synchronize(device) -> None:
-    """Wait for queued GPU work so CPU timers measure it (no-op on CPU)."""
+    """Wait for queued GPU work so CPU timers measure it (no-op on CPU, and for ``None``)."""
+    if device is None:
+        return
     dev = torch.device(device) if not isinstance(device, torch.device) else device
     if dev.type == "cuda" and torch.cuda.is_available():
         torch.cuda.synchronize(dev)
-
-
-@contextmanager
-def timed(device, out: dict, key: str, clock=time.perf_counter):
-    synchronize(device)
-    start = clock()
-    try:
-        yield
-    finally:
-        synchronize(device)
-        out[key] = clock() - start
 
 
 def percentile(values: list[float], q: float) -> float:

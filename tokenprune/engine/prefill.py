@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..selection import Context
+from ..timing import synchronize
 from . import signals
 from .layout import Layout, take
 from .spans import Visuals
@@ -50,11 +51,6 @@ class Outcome:
             if slots is not None:
                 out[b, slots.to(out.device)] = rows.to(out.device, out.dtype)
         return out
-
-
-def _sync(device):
-    if device is not None and torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def sample_seed(seed: int, ids: torch.Tensor) -> int:
@@ -134,11 +130,11 @@ class Prefill:
                 groups.setdefault((v.key(), budgets[b]), []).append(b)
         for (_, budget), members in groups.items():
             device = self._device(sources)
-            _sync(device)
+            synchronize(device)
             t0 = time.perf_counter()
             keys, attn, coords, ctx = self._inputs(engine, sources, members)
             sel = strategy.select(keys, attn, coords, budget, ctx)
-            _sync(device)
+            synchronize(device)
             spent = (time.perf_counter() - t0) / len(members)
             for g, b in enumerate(members):
                 row = sel.keep[g]

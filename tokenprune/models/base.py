@@ -18,6 +18,7 @@ import transformers
 from transformers.generation.streamers import BaseStreamer
 
 from ..engine.spans import Visuals
+from ..timing import synchronize
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
           "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -44,16 +45,11 @@ class _FirstToken(BaseStreamer):
     def put(self, value):
         self.calls += 1
         if self.calls == 2:  # call 1 is the prompt itself
-            _sync(self.device)
+            synchronize(self.device)
             self.first = time.perf_counter()
 
     def end(self):
         pass
-
-
-def _sync(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def resolve_dtype(dtype) -> torch.dtype:
@@ -234,10 +230,10 @@ class VLM:
             generation_kwargs.setdefault("pad_token_id", tok.pad_token_id)
         # the first-token clock rides on generate()'s streamer hook, which beam search does not offer
         streamer = _FirstToken(self.device) if generation_kwargs.get("num_beams", 1) == 1 else None
-        _sync(self.device)
+        synchronize(self.device)
         start = time.perf_counter()
         out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, streamer=streamer, **generation_kwargs)
-        _sync(self.device)
+        synchronize(self.device)
         total = time.perf_counter() - start
         sequences = out if isinstance(out, torch.Tensor) else out.sequences
         new = sequences[:, inputs["input_ids"].shape[1]:]

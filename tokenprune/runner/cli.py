@@ -9,14 +9,8 @@ from ..errors import ConfigError, TokenpruneError
 from . import latency, preflight, run_spec
 from .grid import load_grid
 from .progress import Progress
+from .spec import group_by_model
 from .store import RunStore
-
-
-def _groups(cells):
-    groups: dict[str, tuple] = {}
-    for cell in cells:
-        groups.setdefault(cell.model.key(), (cell.model, []))[1].append(cell)
-    return list(groups.values())
 
 
 def smoke_overrides(raw_path: Path, limit: int | None, checkpoint: str | None = None) -> dict:
@@ -111,7 +105,7 @@ def run_command(args) -> int:
     latency.warn_if_busy(grid.latency.max_load, "the run")
     progress = Progress(total_cells=len(grid.cells), enabled=not args.quiet, store=store)
     try:
-        status = executor.run(_groups(grid.cells), store, warmup=grid.latency_warmup, progress=progress)
+        status = executor.run(group_by_model(grid.cells), store, warmup=grid.latency_warmup, progress=progress)
     finally:
         progress.close()
     print_summary(grid, store, status)
@@ -122,7 +116,7 @@ def run_command(args) -> int:
             pass
         else:
             try:
-                where = write_report(store.root, out=getattr(args, "report_out", None) or store.root / "report")
+                where = write_report(store.root, out=args.report_out or store.root / "report")
                 print(f"report: {where}")
             except TokenpruneError as exc:
                 print(f"tokenprune: report not written: {exc}", file=sys.stderr)

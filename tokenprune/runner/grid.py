@@ -176,7 +176,7 @@ def _parse_models(value, problems) -> list[ModelSpec]:
                 problems.add(f"{where}.{key}", f"unknown key; allowed: {', '.join(MODEL_KEYS)}")
         adapter = entry.get("adapter")
         if adapter not in known:
-            problems.add(f"{where}.adapter", f"unknown model adapter {adapter!r}; registered models: {', '.join(known) or '(none)'}")
+            problems.add(f"{where}.adapter", registry.missing_message("models", adapter))
         checkpoint = entry.get("checkpoint")
         if not isinstance(checkpoint, str) or not checkpoint:
             problems.add(f"{where}.checkpoint", "a hub id, a local path or zoo:<name> is required")
@@ -210,8 +210,7 @@ def _named_entries(value, kind: str, shape: str, problems):
             problems.add(where, f"must be a {singular} name or a mapping {shape}")
             continue
         if entry["name"] not in known:
-            problems.add(f"{where}.name", f"unknown {singular} {entry['name']!r}; registered {kind}: "
-                                          f"{', '.join(known) or '(none)'}")
+            problems.add(f"{where}.name", registry.missing_message(kind, entry["name"]))
             continue
         yield where, entry, entry["name"]
 
@@ -360,7 +359,7 @@ def _parse_executor(value, problems):
     name = value["name"]
     known = registry.names("executors")
     if name not in known:
-        problems.add("executor.name", f"unknown executor {name!r}; registered executors: {', '.join(known) or '(none)'}")
+        problems.add("executor.name", registry.missing_message("executors", name))
         return name, {}
     options = {k: v for k, v in value.items() if k != "name"}
     try:

@@ -68,3 +68,11 @@ def cell_from_dict(d: dict) -> CellSpec:
     d = dict(d)
     d["model"] = ModelSpec(**d["model"])
     return CellSpec(**d)
+
+
+def group_by_model(cells) -> list[tuple[ModelSpec, list[CellSpec]]]:
+    """(model, its cells) in first-seen order: an executor loads each model once for its group."""
+    groups: dict[str, tuple[ModelSpec, list[CellSpec]]] = {}
+    for cell in cells:
+        groups.setdefault(cell.model.key(), (cell.model, []))[1].append(cell)
+    return list(groups.values())

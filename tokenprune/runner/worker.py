@@ -5,6 +5,7 @@ import os
 import torch
 
 from .execute import run_group
+from .spec import group_by_model
 from .store import RunStore
 
 
@@ -19,11 +20,8 @@ def main(argv=None):
     store = RunStore(a.run_dir)
     by_id = {cs.cell.id: cs.cell for cs in store.cells()}
     cells = [by_id[i] for i in a.cells.split(",") if i in by_id]  # in the executor's order, as local runs them
-    groups: dict[str, list] = {}
-    for cell in cells:
-        groups.setdefault(cell.model.key(), []).append(cell)
-    for group in groups.values():
-        run_group(group[0].model, group, store, warmup=a.warmup)
+    for model, group in group_by_model(cells):
+        run_group(model, group, store, warmup=a.warmup)
 
 
 if __name__ == "__main__":
