@@ -241,5 +241,7 @@ def test_video_benchmarks_end_to_end_on_a_tiny_video_model(hub, tmp_path, monkey
     check_cells(cells, entries, visual_tokens=lambda n: n == 4 * 2 * 2 + 1)  # 4 frames of 2 x 2, one newline
     for cs in cells.values():
         assert all(r["meta"]["frame_indices"] == [0, 2, 4, 7] for r in cs.records())  # 4 of 8 frames, both ends
+        if copies[cs.cell.benchmark].files[-1].endswith(".mp4"):  # a video file (PyAV installed): its rate and length
+            assert all(r["meta"]["video_fps"] == 4.0 and r["meta"]["video_frames"] == 8 for r in cs.records())
         assert cs.metrics()["source"]["num_frames"] == 4
     assert cells["egoschema", "lmms-eval"].metrics()["benchmark_metrics"]["guessed"] == 0.0

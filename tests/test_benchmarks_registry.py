@@ -1,11 +1,17 @@
 """The built-in benchmarks as the registry sees them, and seeded sub-sampling."""
 import json
+import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tokenprune import registry
 from tokenprune.benchmarks import BUILTIN, Benchmark
 from tokenprune.benchmarks._sampling import subset_indices
+
+sys.path.insert(0, str(Path(__file__).parent))
+from docs_examples import plugin_from_docs  # noqa: E402
 
 PAPER = {"gqa", "mmbench", "mme", "pope", "scienceqa_img", "textvqa", "ocrbench", "seedbench", "okvqa",
          "egoschema", "nextqa", "videomme", "egoplan"}
@@ -91,3 +97,31 @@ def test_subset_keeps_groups_whole():
         kept = {groups[i] for i in picked}
         assert all(groups.count(g) == sum(groups[i] == g for i in picked) for g in kept)
     assert subset_indices(30, 4, 0, groups) != subset_indices(30, 4, 1, groups)
+
+
+def test_the_docs_example_benchmark_runs(tmp_path):
+    """The plugin module of docs/benchmarks.md ("Write your own benchmark"), as written there: registered
+    through register_benchmarks, checked when the grid loads, run by `tokenprune run` on the bundled model."""
+    from tokenprune.cli import main
+    from tokenprune.errors import ParamError
+    from tokenprune.runner.store import RunStore
+
+    with plugin_from_docs("benchmarks.md", "## Write your own benchmark"):
+        cls = registry.lookup("benchmarks", "solid_colours")
+        bench = cls(limit=2, seed=1)
+        samples = list(bench.samples())
+        assert len(samples) == 2 and [s.id for s in samples] == [s.id for s in cls(limit=2, seed=1).samples()]
+        assert bench.score(samples[0], samples[0].references.upper() + ".")["correct"] == 0.0  # "red." is not "red"
+        assert bench.aggregate([{"score": bench.score(s, s.references)} for s in samples]) == {"accuracy": 100.0}
+        with pytest.raises(ParamError, match="benchmark 'solid_colours': param size=4"):
+            cls(size=4)
+        grid = {"models": [{"label": "shapes", "adapter": "llava", "checkpoint": "zoo:shapes-llava-144"}],
+                "strategies": ["vanilla", "random"], "budgets": [16],
+                "benchmarks": [{"name": "solid_colours", "limit": 3}], "latency": {"warmup": 0}}
+        (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
+        assert main(["run", str(tmp_path / "grid.yaml"), "--out", str(tmp_path / "run"), "--quiet", "--no-report"]) == 0
+        for cs in RunStore(tmp_path / "run").cells():
+            metrics = cs.metrics()
+            assert metrics["samples"] == 3 and metrics["main_metric"] == "accuracy"
+            assert 0.0 <= metrics["benchmark_metrics"]["accuracy"] <= 100.0
+            assert metrics["source"]["dataset"] == "solid colours, drawn in code"

@@ -55,9 +55,11 @@ def test_uniform_indices_follow_linspace_with_both_ends():
 
 def test_frame_folder_sampling_in_natural_order(tmp_path):
     folder = frame_folder(tmp_path, "v", n=12)
-    frames, picked = load_frames("x", folder, 4)
+    frames, picked, fps, total = load_frames("x", folder, 4)
     assert picked == [0, 3, 7, 11]
     assert [f.getpixel((0, 0))[0] for f in frames] == [0, 3, 7, 11]
+    assert fps is None and total is None  # a frame folder has no frame rate: the meta leaves both out
+    assert load_frames("x", folder, 4).meta() == {"frame_indices": [0, 3, 7, 11]}
 
 
 def test_video_file_without_decoder_names_the_package(tmp_path, monkeypatch):
@@ -84,10 +86,34 @@ def test_tiny_video_file_with_pyav(tmp_path):
             frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), i * 25, np.uint8), format="rgb24")
             out.mux(stream.encode(frame))
         out.mux(stream.encode())
-    frames, picked = load_frames("x", path, 3)
+    frames, picked, fps, total = load_frames("x", path, 3)
     assert picked == [0, 4, 9] and len(frames) == 3
+    assert fps == 5.0 and total == 10  # the source's rate and length, for the Qwen adapters' timestamps
     assert frames[0].size == (32, 32)
     assert frames[2].getpixel((16, 16))[0] > frames[0].getpixel((16, 16))[0]  # later frame is brighter
+
+
+def test_decoded_video_sample_carries_the_source_rate_and_length(tmp_path):
+    """A sample decoded from a video file records the source's frame rate and length beside the indices,
+    under the names the Qwen adapters read for timestamps (models/video_clip.py)."""
+    pytest.importorskip("av")
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import hub_fixtures
+    from tokenprune.models.video_clip import VideoClip
+
+    videos = tmp_path / "videos"
+    assert hub_fixtures.write_video(videos, "vid-a", frames=8) == "vid-a.mp4"  # 4 fps, 8 frames
+    rows = egoschema_rows()[:1]
+    bench = EgoSchema(dataset=table(tmp_path, "ego", rows), video_dir=str(videos), num_frames=3)
+    sample = next(bench.samples())
+    assert sample.meta["frame_indices"] == [0, 3, 7]
+    assert sample.meta["video_fps"] == 4.0 and sample.meta["video_frames"] == 8
+    clip = VideoClip.from_sample(sample)
+    assert (clip.fps, clip.total, clip.indices) == (4.0, 8, (0, 3, 7))
+    assert clip.sampled_fps == 3 / 8 * 4.0
 
 
 # --- EgoSchema ---------------------------------------------------------------------

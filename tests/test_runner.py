@@ -1,4 +1,5 @@
-"""The sweep runner end to end on a tiny LLaVA: results, resume after a kill, isolation, executors."""
+"""The sweep runner end to end on a tiny LLaVA: results, resume after a kill, isolation (executors:
+test_executors.py)."""
 import json
 import os
 import signal
@@ -148,36 +149,6 @@ def test_failing_cell_is_isolated_and_reported(tmp_path, checkpoint, capsys):
     finally:
         pm.unregister(name="exploding-plugin")
         registry.clear_caches()
-
-
-@pytest.mark.parametrize("executor", [{"name": "pool", "workers": 2, "threads": 1},
-                                      {"name": "slurm", "cluster": "local", "timeout_min": 10}])
-def test_executors_give_the_same_results(tmp_path, checkpoint, executor):
-    grid = write_grid(tmp_path, checkpoint, strategies=["vanilla", "random", "divprune"], budgets=[9],
-                      benchmarks=[{"name": "shapes", "limit": 3}])
-    assert main(["run", str(grid), "--out", str(tmp_path / "local"), "--quiet", "--no-report"]) == 0
-    other = write_grid(tmp_path, checkpoint, strategies=["vanilla", "random", "divprune"], budgets=[9],
-                       benchmarks=[{"name": "shapes", "limit": 3}], executor=executor)
-    assert main(["run", str(other), "--out", str(tmp_path / "other"), "--quiet", "--no-report"]) == 0
-    assert results(tmp_path / "other") == results(tmp_path / "local")
-    assert set(collect(tmp_path / "other")["status"]) == {"done"}
-
-
-@pytest.mark.ray
-def test_ray_executor_gives_the_same_results(tmp_path, checkpoint):
-    """As `tokenprune run` does it: the executor starts a local Ray instance, runs a task per model
-    group, merges the results, and shuts the instance (and its worker processes) down."""
-    ray = pytest.importorskip("ray")
-    assert not ray.is_initialized()
-    grid = write_grid(tmp_path, checkpoint, strategies=["vanilla", "random"], budgets=[9],
-                      benchmarks=[{"name": "shapes", "limit": 3}])
-    assert main(["run", str(grid), "--out", str(tmp_path / "local"), "--quiet", "--no-report"]) == 0
-    other = write_grid(tmp_path, checkpoint, strategies=["vanilla", "random"], budgets=[9],
-                       benchmarks=[{"name": "shapes", "limit": 3}], executor={"name": "ray", "num_cpus": 1})
-    assert main(["run", str(other), "--out", str(tmp_path / "ray"), "--quiet", "--no-report"]) == 0
-    assert results(tmp_path / "ray") == results(tmp_path / "local")
-    assert set(collect(tmp_path / "ray")["status"]) == {"done"}
-    assert not ray.is_initialized()
 
 
 def test_downsample_cells_count_tokens_against_the_native_image(tmp_path, checkpoint):

@@ -8,20 +8,11 @@ tokens are decided by clear margins.
 """
 from __future__ import annotations
 
-import atexit
-import functools
-import shutil
-import tempfile
-
-import numpy as np
 import torch
-from PIL import Image
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
 
-WORDS = ("a b c d e f g h the cat dog bird car tree red blue green what is in this image picture describe "
-         "how many are there where which color left right top bottom yes no one two three four USER ASSISTANT "
-         "user assistant system you helpful : . ? , !").split()
+from tokenprune.testing import tiny
+from tokenprune.testing.tiny import PROMPTS, WORDS, images, samples  # noqa: F401
+from tokenprune.testing.tiny import seeded as _seeded
 
 LLAVA_CHAT = ("{% for m in messages %}{{ m['role'].upper() }}: {% for c in m['content'] %}"
               "{% if c['type'] == 'image' %}<image>\n{% elif c['type'] == 'video' %}<video>\n"
@@ -38,15 +29,9 @@ SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "<video>", "<|image_pad|
             "<|vision_start|>", "<|vision_end|>", "<|im_start|>", "<|im_end|>"]
 
 
-def tokenizer(padding_side="left") -> PreTrainedTokenizerFast:
+def tokenizer(padding_side="left"):
     """A word-level tokenizer over a few dozen words plus every family's special tokens."""
-    vocab = {t: i for i, t in enumerate(SPECIALS + list(dict.fromkeys(WORDS)))}
-    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
-                                  eos_token="</s>", padding_side=padding_side)
-    tok.add_special_tokens({"additional_special_tokens": SPECIALS[4:]})
-    return tok
+    return tiny.word_tokenizer(SPECIALS, padding_side=padding_side)
 
 
 def token_id(name: str) -> int:
@@ -56,37 +41,8 @@ def token_id(name: str) -> int:
 VOCAB = len(SPECIALS) + len(dict.fromkeys(WORDS))
 
 
-def text_config(layers: int, **extra) -> dict:
-    base = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=layers,
-                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.15,
-                pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
-    base.update(extra)
-    return base
-
-
-def images(n: int, seed: int = 0, size=(42, 42)) -> list[Image.Image]:
-    """Seeded random RGB images (smooth blobs plus noise, so features differ across the grid)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        w, h = size if isinstance(size, tuple) else (size, size)
-        coarse = rng.uniform(0, 255, size=(4, 4, 3)).astype(np.uint8)
-        img = Image.fromarray(coarse).resize((w, h), Image.BILINEAR)
-        arr = np.asarray(img).astype(np.int16) + rng.integers(-30, 30, size=(h, w, 3))
-        out.append(Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)))
-    return out
-
-
-def _seeded(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, seed: int = 0, **kwargs):
-        state = torch.random.get_rng_state()
-        torch.manual_seed(seed)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            torch.random.set_rng_state(state)
-    return wrapper
+def text_config(layers: int, vocab_size: int = VOCAB, **extra) -> dict:
+    return tiny.text_config(layers, vocab_size, **extra)
 
 
 class ProcessorConfig:
@@ -105,15 +61,8 @@ class ProcessorConfig:
 
 def _finish(model, processor, adapter: str, *, attn_implementation="sdpa"):
     """Save model + processor, then load them back through the registered adapter."""
-    import tokenprune.models as tm
-
-    path = tempfile.mkdtemp(prefix=f"tiny_{adapter}_")
-    atexit.register(shutil.rmtree, path, ignore_errors=True)
-    model.save_pretrained(path)
-    if processor is not None:
-        for part in processor if isinstance(processor, (list, tuple)) else (processor,):
-            part.save_pretrained(path)
-    return tm.load(adapter, path, attn_implementation=attn_implementation)
+    parts = () if processor is None else processor if isinstance(processor, (list, tuple)) else (processor,)
+    return tiny.load_saved(model, parts, adapter, attn_implementation=attn_implementation)
 
 
 @_seeded
@@ -133,27 +82,6 @@ def llava(layers: int = 4, attn_implementation: str = "sdpa"):
         tokenizer=tokenizer(), patch_size=7, vision_feature_select_strategy="default",
         num_additional_image_tokens=1, chat_template=LLAVA_CHAT)
     return _finish(model, processor, "llava", attn_implementation=attn_implementation)
-
-
-PROMPTS = ["what is in this image ?", "describe the picture . how many dog are there ?",
-           "which color is the car on the left ? yes or no ?", "is there a cat ?",
-           "where is the red bird in this picture , top or bottom ?"]
-
-
-def samples(n: int, *, seed: int = 0, image_sizes=None, frames: int = 0):
-    """``n`` benchmark samples with prompts of different lengths, one image each (or ``frames`` video frames)."""
-    from tokenprune.benchmarks.base import Sample
-
-    out = []
-    for i in range(n):
-        size = image_sizes[i % len(image_sizes)] if image_sizes else (42, 42)
-        if frames:
-            out.append(Sample(id=f"s{i}", prompt=PROMPTS[i % len(PROMPTS)], references=None,
-                              frames=images(frames, seed=seed * 100 + i, size=size)))
-        else:
-            out.append(Sample(id=f"s{i}", prompt=PROMPTS[i % len(PROMPTS)], references=None,
-                              images=images(1, seed=seed * 100 + i, size=size)))
-    return out
 
 
 def special_ids() -> list[int]:

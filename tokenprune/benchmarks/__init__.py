@@ -8,7 +8,7 @@ from .base import Benchmark, Sample
 
 __all__ = ["Benchmark", "Sample", "BUILTIN"]
 
-# (module, class) of every built-in benchmark; imported when registered.
+# (module, class) of every paper benchmark; imported when registered.
 BUILTIN = (
     ("gqa", "GQA"),
     ("mmbench", "MMBench"),
@@ -32,6 +32,8 @@ def register_benchmarks(register):
 
     for module, cls in BUILTIN:
         register(getattr(importlib.import_module(f"{__name__}.{module}"), cls))
+    from .custom import Custom  # your own data
     from .shapes import Shapes  # synthetic and offline: the benchmark of the bundled tiny model
 
     register(Shapes)
+    register(Custom)

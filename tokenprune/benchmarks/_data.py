@@ -15,10 +15,14 @@ class BenchmarkDataError(TokenpruneError, ValueError):
     """A dataset that cannot be loaded, or a row that lacks a field or has a bad value."""
 
 
-def load_table(benchmark: str, dataset: str, config: str | None, split: str, revision: str | None):
+def load_table(benchmark: str, dataset: str, config: str | None, split: str | None, revision: str | None,
+               **file_options):
     """A ``datasets.Dataset`` from a hub id, a local folder laid out like the
     hub repository (or written by ``save_to_disk``), or one local
-    parquet/JSON/JSONL/CSV/arrow file (which is the whole split)."""
+    parquet/JSON/JSONL/CSV/arrow file (which is the whole split).
+
+    ``split`` None: a folder's only split. ``file_options`` go to the builder of a single file
+    (e.g. ``features``)."""
     import datasets
 
     path = Path(dataset).expanduser()
@@ -30,28 +34,87 @@ def load_table(benchmark: str, dataset: str, config: str | None, split: str, rev
                     f"benchmark {benchmark!r}: cannot read {dataset!r}; a local file must be one of "
                     f"{', '.join(sorted(_BUILDERS))}"
                 )
-            return datasets.load_dataset(builder, data_files=str(path), split="train")
-        if path.is_dir() and ((path / "state.json").exists() or (path / "dataset_dict.json").exists()):
-            table = datasets.load_from_disk(str(path))
-            if isinstance(table, datasets.DatasetDict):
-                if split not in table:
-                    raise BenchmarkDataError(
-                        f"benchmark {benchmark!r}: {dataset!r} has no split {split!r}; "
-                        f"it has {', '.join(table)}"
-                    )
-                table = table[split]
-            return table
+            return datasets.load_dataset(builder, data_files=str(path), split="train", **file_options)
+        if is_saved_dataset(path):
+            return one_split(benchmark, dataset, datasets.load_from_disk(str(path)), split)
         # A hub id, or a local folder in the hub layout (parquet files plus a README config).
-        return datasets.load_dataset(str(path) if path.is_dir() else dataset, name=config,
-                                     split=split, revision=revision)
+        table = datasets.load_dataset(str(path) if path.is_dir() else dataset, name=config,
+                                      split=split, revision=revision)
+        return one_split(benchmark, dataset, table, split)
     except BenchmarkDataError:
         raise
     except Exception as exc:
-        where = f"{dataset!r}" + (f" config {config!r}" if config else "") + f" split {split!r}"
+        where = f"{dataset!r}" + (f" config {config!r}" if config else "") + (f" split {split!r}" if split else "")
+        hint = "" if path.exists() else " Point the benchmark's 'dataset' option at a local copy (see docs/benchmarks.md)."
         raise BenchmarkDataError(
-            f"benchmark {benchmark!r}: could not load {where}: {type(exc).__name__}: {exc}. "
-            "Point the benchmark's 'dataset' option at a local copy (see docs/benchmarks.md)."
+            f"benchmark {benchmark!r}: could not load {where}: {type(exc).__name__}: {exc}.{hint}"
         ) from exc
+
+
+def is_saved_dataset(path: Path) -> bool:
+    """A folder written by ``save_to_disk`` (a Dataset or a DatasetDict)."""
+    return path.is_dir() and ((path / "state.json").exists() or (path / "dataset_dict.json").exists())
+
+
+def one_split(benchmark: str, dataset: str, table, split: str | None):
+    """``split`` of a DatasetDict (its only split when ``split`` is None); a Dataset as it is."""
+    import datasets
+
+    if not isinstance(table, datasets.DatasetDict):
+        return table
+    if split is None and len(table) == 1:
+        return next(iter(table.values()))
+    if split is None or split not in table:
+        asked = "names no split" if split is None else f"has no split {split!r}"
+        raise BenchmarkDataError(f"benchmark {benchmark!r}: {dataset!r} {asked}; it has {', '.join(table)} "
+                                 "(set the 'split' option)")
+    return table[split]
+
+
+def peek_columns(benchmark: str, path: Path, config: str | None, split: str | None) -> list[str] | None:
+    """The columns of a local copy, read without loading it: a file's header or schema, a saved dataset's
+    features, a hub-layout folder's card; None when they are only known once the data is loaded."""
+    suffix = path.suffix.lower()
+    if path.is_file():
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_schema(path).names
+        if suffix == ".csv":
+            import csv
+
+            with open(path, newline="", encoding="utf-8") as f:
+                return next(csv.reader(f), [])
+        if suffix in (".json", ".jsonl"):
+            return _first_json_keys(path)
+        return None  # .arrow: read when loaded
+    if is_saved_dataset(path):
+        import datasets
+
+        return one_split(benchmark, str(path), datasets.load_from_disk(str(path)), split).column_names
+    import datasets
+
+    features = datasets.load_dataset_builder(str(path), name=config).info.features
+    return list(features) if features else None
+
+
+def _first_json_keys(path: Path) -> list[str] | None:
+    """The keys of the first record of a JSON-lines file (or of a JSON list of records)."""
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                break
+        else:
+            return []
+        try:
+            first = json.loads(line)
+        except ValueError:  # not JSON lines: one JSON document
+            f.seek(0)
+            first = json.load(f)
+            first = first[0] if isinstance(first, list) and first else first
+    return list(first) if isinstance(first, dict) else None
 
 
 def describe_source(dataset: str, config: str | None, split: str, revision: str | None, table=None) -> dict:
@@ -131,7 +194,11 @@ class RowChecker:
         path = value.get("path") if isinstance(value, dict) else value
         if isinstance(path, str) and path:
             full = Path(path) if self.base is None else self.base / path
-            if not full.is_file():
-                self.fail(field, f"names {str(full)!r}, which is not a file")
+            try:
+                found = full.is_file()
+            except OSError:  # e.g. a name too long to be a path: not a file either
+                found = False
+            if not found:
+                self.fail(field, f"names {str(full)!r:.200}, which is not a file")
             return Image.open(full).convert("RGB")
         self.fail(field, f"should be an image or an image path, got {type(value).__name__}")

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Iterator
 from ..params import Param
 from ._data import BenchmarkDataError, RowChecker, describe_source, load_table
 from ._sampling import subset_indices
-from ._video import find_video, load_frames
+from ._video import SampledFrames, find_video, load_frames
 from .base import Benchmark, Sample
 
 
@@ -50,16 +50,19 @@ class DatasetBenchmark(Benchmark):
         self._table = None
 
     # --- data ------------------------------------------------------------------
+    def location(self) -> tuple[str, str | None, str | None, str | None]:
+        """Where the table is: (dataset id or local path, config, split, revision)."""
+        cfg = self.cfg
+        return cfg.dataset, cfg.config, cfg.split, cfg.revision
+
     def table(self):
         if self._table is None:
-            cfg = self.cfg
-            self._table = load_table(self.name, cfg.dataset, cfg.config, cfg.split, cfg.revision)
+            self._table = load_table(self.name, *self.location())
         return self._table
 
     def source(self) -> dict[str, Any]:
-        cfg = self.cfg
-        source = describe_source(cfg.dataset, cfg.config, cfg.split, cfg.revision, self.table())
-        source["protocol"] = cfg.protocol
+        source = describe_source(*self.location(), self.table())
+        source["protocol"] = self.cfg.protocol
         return source
 
     def max_images(self) -> int | None:
@@ -67,7 +70,7 @@ class DatasetBenchmark(Benchmark):
 
     def local_base(self) -> Path | None:
         """The folder relative image paths in a local copy start from."""
-        path = Path(self.cfg.dataset).expanduser()
+        path = Path(self.location()[0]).expanduser()
         return path.parent if path.is_file() else path if path.is_dir() else None
 
     def group_key(self, table) -> list | None:
@@ -95,7 +98,8 @@ class DatasetBenchmark(Benchmark):
 
     def require_columns(self, table, *names: str, where: str | None = None):
         """A clear error naming the first of ``names`` that ``table`` (by default the benchmark's) lacks."""
-        where = where or f"dataset {self.cfg.dataset!r} split {self.cfg.split!r}"
+        dataset, _, split, _ = self.location()
+        where = where or f"dataset {dataset!r}" + (f" split {split!r}" if split else "")
         for name in names:
             if name not in table.column_names:
                 raise BenchmarkDataError(
@@ -125,7 +129,8 @@ class VideoBenchmark(DatasetBenchmark):
         home = os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface"))
         return Path(home) / self.cache_subdir
 
-    def frames(self, stem: str) -> tuple[list, list[int]]:
+    def frames(self, stem: str) -> SampledFrames:
+        """The video's sampled frames; ``.meta()`` gives the Sample.meta entries saying where they came from."""
         path = find_video(self.name, self.video_dir(), stem)
         return load_frames(self.name, path, self.cfg.num_frames)
 

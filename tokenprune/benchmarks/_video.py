@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 from ._data import BenchmarkDataError
 
@@ -25,6 +26,25 @@ def uniform_indices(total: int, count: int) -> list[int]:
     return [int(i) for i in np.linspace(0, total - 1, count, dtype=int)]
 
 
+class SampledFrames(NamedTuple):
+    """The frames sampled from one video, and where they came from."""
+
+    frames: list  # PIL images
+    indices: list[int]  # each frame's index in the source
+    fps: float | None = None  # the source's frame rate (video files; a frame folder has none)
+    total: int | None = None  # frames in the source video (video files)
+
+    def meta(self) -> dict:
+        """``Sample.meta`` entries: ``frame_indices``, plus ``video_fps`` and ``video_frames`` for a video file
+        (what the Qwen adapters turn into timestamps; see models/video_clip.py)."""
+        out = {"frame_indices": self.indices}
+        if self.total is not None:
+            out["video_frames"] = self.total
+        if self.fps is not None:
+            out["video_fps"] = self.fps
+        return out
+
+
 def find_video(benchmark: str, folder: str | Path, stem: str) -> Path:
     """The frame folder ``folder/stem/`` or the file ``folder/stem.<ext>``."""
     folder = Path(folder).expanduser()
@@ -42,8 +62,8 @@ def _natural(name: str):
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def load_frames(benchmark: str, path: Path, count: int) -> tuple[list, list[int]]:
-    """(PIL frames, their indices in the video) for ``count`` uniform samples."""
+def load_frames(benchmark: str, path: Path, count: int) -> SampledFrames:
+    """``count`` uniform samples of a frame folder or a video file."""
     if path.is_dir():
         files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
                        key=lambda p: _natural(p.name))
@@ -52,7 +72,7 @@ def load_frames(benchmark: str, path: Path, count: int) -> tuple[list, list[int]
         from PIL import Image
 
         picks = uniform_indices(len(files), count)
-        return [Image.open(files[i]).convert("RGB") for i in picks], picks
+        return SampledFrames([Image.open(files[i]).convert("RGB") for i in picks], picks)
     # decord seeks to the sampled frames; PyAV decodes up to the last one.
     decoder = next((d for d in (_frames_decord, _frames_av)
                     if importlib.util.find_spec(d.__name__.split("_")[-1]) is not None), None)
@@ -62,25 +82,30 @@ def load_frames(benchmark: str, path: Path, count: int) -> tuple[list, list[int]
             "(`pip install av`), or extract the frames into a folder of images named after the video"
         )
     try:
-        frames, picks = decoder(path, count)
+        clip = decoder(path, count)
     except Exception as exc:
         raise BenchmarkDataError(
             f"benchmark {benchmark!r}: could not decode {str(path)!r}: {type(exc).__name__}: {exc}"
         ) from exc
-    if not frames:
+    if not clip.frames:
         raise BenchmarkDataError(f"benchmark {benchmark!r}: no frames could be decoded from {str(path)!r}")
-    return frames, picks
+    return clip
 
 
-def _frames_av(path: Path, count: int):
+def _fps(rate) -> float | None:
+    return float(rate) if rate else None  # a container may not know its rate (None or 0)
+
+
+def _frames_av(path: Path, count: int) -> SampledFrames:
     import av
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
+        fps = _fps(stream.average_rate)
         total = stream.frames or sum(1 for _ in container.decode(stream))
     wanted = uniform_indices(total, count)
     if not wanted:
-        return [], []
+        return SampledFrames([], [])
     want = set(wanted)
     frames = {}
     with av.open(str(path)) as container:
@@ -91,16 +116,17 @@ def _frames_av(path: Path, count: int):
                 break
     # A container that over-reports its frame count yields fewer frames than promised.
     kept = [i for i in wanted if i in frames]
-    return [frames[i] for i in kept], kept
+    return SampledFrames([frames[i] for i in kept], kept, fps, total)
 
 
-def _frames_decord(path: Path, count: int):
+def _frames_decord(path: Path, count: int) -> SampledFrames:
     import decord
     from PIL import Image
 
     reader = decord.VideoReader(str(path))
     wanted = uniform_indices(len(reader), count)
     if not wanted:
-        return [], []
+        return SampledFrames([], [])
     batch = reader.get_batch(wanted).asnumpy()
-    return [Image.fromarray(frame).convert("RGB") for frame in batch], wanted
+    return SampledFrames([Image.fromarray(frame).convert("RGB") for frame in batch], wanted, _fps(reader.get_avg_fps()),
+                len(reader))

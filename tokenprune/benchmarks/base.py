@@ -5,7 +5,9 @@ each a tokenprune.Param), ``protocols``, ``main_metric`` and its generation leng
 (``max_new_tokens``, per protocol where they differ), and implements
 ``samples()`` (deterministic order, honouring ``limit``/``seed``), ``score()``
 (pure, per sample, JSON-able) and ``aggregate()`` (pure, over per-sample records).
-``resample_unit()``/``resample_copy()`` tell the report's bootstrap what to draw together.
+``resample_unit()``/``resample_copy()`` tell the report's bootstrap what to draw together,
+``resample_counts()``/``metric_from_counts()`` make it fast, ``max_images()`` serves the pre-flight
+budget check. What each must return: docs/benchmarks.md, "Write your own benchmark".
 """
 from __future__ import annotations
 

@@ -42,13 +42,13 @@ class EgoPlan(VideoBenchmark):
             check.fail("task_goal", f"= {goal!r} cannot be turned into a question")
         options = "".join(f"\n{c}. {check.text('choice_' + c.lower())}" for c in "ABCD")
         video = self.sample_id(check)
-        frames, picked = self.frames(video)
+        clip = self.frames(video)
         return Sample(
             id=video,
             prompt=question + options + _INSTRUCTION,
             references=check.choice("golden_choice_idx", tuple("ABCD")),
-            frames=frames,
-            meta={"frame_indices": picked},
+            frames=clip.frames,
+            meta=clip.meta(),
         )
 
     def score(self, sample, prediction):

@@ -25,14 +25,14 @@ class EgoSchema(VideoBenchmark):
         if str(answer).strip() not in {str(i) for i in range(5)}:
             check.fail("answer", f"= {answer!r} should be an option index 0-4 (the 'Subset' config has answers)")
         video = self.sample_id(check)
-        frames, picked = self.frames(video)
+        clip = self.frames(video)
         return Sample(
             id=video,
             # Options already carry their letters ("A. ...").
             prompt=check.text("question") + "".join("\n" + o for o in options) + OPTION_LETTER,
             references=LETTERS[int(str(answer).strip())],
-            frames=frames,
-            meta={"options": {c: o.strip() for c, o in zip(LETTERS, options)}, "frame_indices": picked},
+            frames=clip.frames,
+            meta={"options": {c: o.strip() for c, o in zip(LETTERS, options)}, **clip.meta()},
         )
 
     def score(self, sample, prediction):

@@ -27,15 +27,15 @@ class NExTQA(VideoBenchmark):
             check.fail("answer", f"= {answer} should be an option index 0-4")
         video = str(check.get("video", (int, str)))
         qtype = check.text("type", optional=True)
-        frames, picked = self.frames(video)
+        clip = self.frames(video)
         return Sample(
             id=f"{video}_{check.get('qid', (int, str))}",
             # lmms-eval's NExT-QA MC task has no instruction after the options.
             prompt=check.text("question").strip() + "\n" + lettered(options),
             references=LETTERS[answer],
-            frames=frames,
+            frames=clip.frames,
             meta={"options": dict(zip(LETTERS, options)), "type": qtype,
-                  "group": GROUPS.get(qtype[:1]) if qtype else None, "frame_indices": picked},
+                  "group": GROUPS.get(qtype[:1]) if qtype else None, **clip.meta()},
         )
 
     def score(self, sample, prediction):

@@ -23,16 +23,16 @@ class VideoMME(VideoBenchmark):
 
     def build_sample(self, row, check):
         options = check.texts("options", min_len=4)
-        frames, picked = self.frames(check.text("videoID"))
+        clip = self.frames(check.text("videoID"))
         return Sample(
             id=self.sample_id(check),
             # Options carry their letters; lmms-eval's post-prompt starts with a
             # newline and is joined with another, hence the blank line.
             prompt=f"{INSTRUCTION}\n{check.text('question')}\n" + "\n".join(options) + "\n" + OPTION_LETTER,
             references=check.choice("answer", tuple("ABCD")),
-            frames=frames,
+            frames=clip.frames,
             meta={"duration": check.text("duration", optional=True), "domain": check.text("domain", optional=True),
-                  "task_type": check.text("task_type", optional=True), "frame_indices": picked},
+                  "task_type": check.text("task_type", optional=True), **clip.meta()},
         )
 
     def score(self, sample, prediction):

@@ -4,6 +4,8 @@ Every message starts with :func:`who`, e.g. ``strategy 'dart' on model 'llava' (
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from transformers import DynamicCache
 
 from ..errors import TokenpruneError
@@ -11,20 +13,23 @@ from ..two_stage import TwoStage
 from .positions import POLICIES
 from .prefill import KNOWN_EXTRAS
 
+if TYPE_CHECKING:
+    from ..models.contract import EngineAdapter
+
 
 class PruneError(TokenpruneError, RuntimeError):
     """Pruning failed inside a model; the message names the strategy and the model."""
 
 
-def who(strategy, vlm) -> str:
+def who(strategy, vlm: EngineAdapter) -> str:
     return f"strategy {strategy.name!r} on model {vlm.label}"
 
 
-def check_attach(vlm, strategy, points, *, positions: str, budget: int | None) -> None:
+def check_attach(vlm: EngineAdapter, strategy, points, *, positions: str, budget: int | None) -> None:
     """Refuse a strategy this model, budget and position policy cannot run.
 
     ``points`` = (the point before the LLM, the point at layer K) as stages.prune_points builds them.
-    The adapter's own ``check_strategy`` runs last.
+    The adapter's own ``check_strategy`` runs last; what it raises becomes a PruneError.
     """
     before_lm, at_layer = points
     n_layers = len(vlm.decoder_layers)
@@ -49,11 +54,17 @@ def check_attach(vlm, strategy, points, *, positions: str, budget: int | None) -
     if strategy.stage == "input":
         if not vlm.supports_resize:
             raise PruneError(f"{who(strategy, vlm)}: this strategy resizes the input images, which model adapter "
-                             f"{vlm.name!r} cannot do (supported by: llava, qwen2_vl, qwen2_5_vl, qwen3_vl)")
+                             f"{vlm.name!r} cannot do (it does not set supports_resize)")
         if budget is None:
             raise PruneError(f"{who(strategy, vlm)}: an input-stage strategy plans the image size from a fixed "
                              "budget; give budget, not keep_ratio")
-    vlm.check_strategy(strategy, who(strategy, vlm))
+    named = who(strategy, vlm)
+    try:
+        vlm.check_strategy(strategy, named)
+    except PruneError:
+        raise
+    except Exception as exc:  # the adapter's refusal, whatever its type, surfaces like every other one
+        raise PruneError(str(exc) if str(exc).startswith(named) else f"{named}: {exc}") from exc
 
 
 def _check_point(vlm, strategy, point) -> None:

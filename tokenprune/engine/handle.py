@@ -16,6 +16,8 @@ Anything that goes wrong inside a hook removes every hook before the error leave
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import TokenpruneError
 from . import positions as pos_ops
 from . import stages, transform
@@ -27,6 +29,9 @@ from .stages import PrunePoint
 from .state import Forward, Pass, ref, seen
 from .vision_timer import VisionTimer
 
+if TYPE_CHECKING:
+    from ..models.contract import EngineAdapter
+
 _PROBE_SIGNALS = {"keys", "attn", "text_keys"}
 
 
@@ -36,7 +41,7 @@ class PruneHandle:
     ``records``: one dict per sample per prefill (see docs/engine.md); ``clear()`` empties it.
     """
 
-    def __init__(self, vlm, strategy, *, budget=None, keep_ratio=None, positions="original", seed=0):
+    def __init__(self, vlm: EngineAdapter, strategy, *, budget=None, keep_ratio=None, positions="original", seed=0):
         self.vlm = vlm
         self.strategy = strategy
         self.budget = budget
@@ -182,7 +187,7 @@ class PruneHandle:
         if not prefill.has_visual:
             self._records.extend(prefill.text_only_records(self._prefills))
             return
-        self._pass = Pass(prefill)
+        self._pass = Pass(prefill, adapter=self.vlm.new_stash())
         if self._probe is not None:
             self._probe.clear()
             self._probe.rows = prefill.last_rows

@@ -53,8 +53,9 @@ def raster(h: int, w: int, t: int = 1, t0: int = 0) -> torch.Tensor:
     return torch.stack([tt.flatten(), rr.flatten(), cc.flatten()], dim=1)
 
 
-def finish(positions: torch.Tensor, coords3: list[torch.Tensor], segments=None) -> Visuals:
-    """Visuals from (t, row, col) coordinate blocks; a single frame is reported as (row, col)."""
+def visuals_from_blocks(positions: torch.Tensor, coords3: list[torch.Tensor], segments=None) -> Visuals:
+    """One sample's Visuals from its positions [N] and (t, row, col) coordinate blocks (concatenated in
+    order, N rows in all); the grid is their extent, and a single frame is reported as (row, col)."""
     coords = torch.cat(coords3) if coords3 else torch.zeros(0, 3, dtype=torch.long)
     if coords.shape[0] != positions.numel():
         raise ValueError(f"{positions.numel()} visual tokens in the prompt but the geometry describes "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -27,7 +27,8 @@ class Pass:
     embeds        the LLM's input embeddings at prefill (the ``embeds`` source at layer K)
     lm_positions  the LLM-level position ids of the prefill (None when the model passed none)
     renumbering   positions="reindex": the kept tokens' plain positions and decode shift
-    adapter       the adapter's own scratch space for this pass (``stash=`` in prune_lm_kwargs and after_layer)
+    adapter       the adapter's own scratch for this pass, made by its ``new_stash()`` (``stash=`` in
+                  prune_lm_kwargs and after_layer)
     """
 
     prefill: Prefill
@@ -39,7 +40,7 @@ class Pass:
     embeds: torch.Tensor | None = None
     lm_positions: torch.Tensor | None = None
     renumbering: Renumbering | None = None
-    adapter: dict = field(default_factory=dict)
+    adapter: Any = None
 
     def owns(self, cache) -> bool:
         return self.cache is not None and cache is not None and self.cache() is cache

@@ -1,4 +1,4 @@
-"""The executor contract: run groups of cells (one model each) into a run store."""
+"""The executor contract: run groups of cells (one model each) into a run store (docs/executors.md)."""
 from __future__ import annotations
 
 from typing import ClassVar
@@ -20,5 +20,9 @@ class Executor:
         self.options = self.check_options(options)
 
     def run(self, groups, store, *, warmup: int, progress) -> dict[str, str]:  # pragma: no cover - abstract
-        """groups: list of (ModelSpec, [CellSpec]); returns {cell id: 'done'|'skipped'|'failed'}."""
+        """groups: list of (ModelSpec, [CellSpec]), the cells by model in grid order; store: the run's RunStore;
+        warmup: latency.warmup; progress: told of each cell as it ends (``progress.cell_done(cell, status)``).
+
+        Returns {cell id: 'done' | 'skipped' | 'failed'} for every cell. tokenprune.testing.executors
+        checks an executor against `local`."""
         raise NotImplementedError

@@ -1,29 +1,45 @@
 """Running a model group away from the run directory and sending the results back to the driver.
 
-Used by the Ray and Slurm executors: the worker gets the cells plus the records
-already stored for them (so partial cells resume), runs them in a scratch store,
-and returns everything; the driver appends only the new records and finishes the cells.
+Used by the Ray and Slurm executors. The worker gets the cells, the run's latency settings and what the
+run directory holds for each cell (its records, latency timings, and metrics when it is finished), so it
+resumes exactly as `local` would: finished cells are skipped, partial cells continue, a latency subset
+is timed. It runs the group in a scratch store and returns each cell's state; the driver appends only
+the new records and timings and finishes or fails the cells. A worker that returns nothing (killed, out
+of memory, a job's time limit) fails its own cells; the other groups go on.
 """
 from __future__ import annotations
 
 import tempfile
+import traceback
 from dataclasses import asdict
 
+from ..runner import latency
 from ..runner.execute import run_group
 from ..runner.spec import ModelSpec, cell_from_dict
-from ..runner.store import RunStore
+from ..runner.store import CellStore, RunStore
+
+
+def _state(cs: CellStore) -> dict:
+    return {"records": cs.records(), "latency": cs.latency_records(), "metrics": cs.metrics()}
 
 
 def group_payload(model_spec, cells, store: RunStore) -> dict:
     return {
         "model": asdict(model_spec),
         "cells": [cell.as_dict() for cell in cells],
-        "existing": {cell.id: store.cell(cell).records() for cell in cells},
+        "latency": store.latency_plan().as_dict(),
+        "existing": {cell.id: _state(store.cell(cell)) for cell in cells},
     }
 
 
+def idle(cells, store: RunStore) -> bool:
+    """Nothing to do for this group: every cell finished (and timed, when the run has a latency subset)."""
+    plan = store.latency_plan()
+    return all(store.cell(c).done and (not plan.subset or latency.is_timed(store.cell(c))) for c in cells)
+
+
 def run_detached(payload: dict, warmup: int) -> dict:
-    """Worker side: run the group in a scratch directory and return records, metrics and errors per cell."""
+    """Worker side: run the group in a scratch directory; per cell its status, records, timings, metrics, error."""
     import torch
 
     if torch.cuda.is_available():
@@ -32,34 +48,75 @@ def run_detached(payload: dict, warmup: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="tokenprune-") as tmp:
         scratch = RunStore(tmp)
         scratch.init(None, {})
+        scratch.write_run({"latency": payload["latency"], "specs": []})  # the run's latency settings
         for cell in cells:
             cs = scratch.cell(cell)
             cs.prepare()
-            for record in payload["existing"].get(cell.id, []):
+            state = payload["existing"].get(cell.id) or {}
+            for record in state.get("records", []):
                 cs.append(record)
-        run_group(ModelSpec(**payload["model"]), cells, scratch, warmup=warmup)
-        out = {}
-        for cell in cells:
-            cs = scratch.cell(cell)
-            out[cell.id] = {"records": cs.records(), "metrics": cs.metrics(), "error": cs.error()}
-        return out
+            for record in state.get("latency", []):
+                cs.append_latency(record)
+            if state.get("metrics") is not None:
+                cs.finish(state["metrics"])
+        status = run_group(ModelSpec(**payload["model"]), cells, scratch, warmup=warmup)
+        return {cell.id: {"status": status.get(cell.id, "failed"), **_state(scratch.cell(cell)),
+                          "error": scratch.cell(cell).error()} for cell in cells}
+
+
+def lost(cells, exc: BaseException) -> dict:
+    """The result of a worker that ended without one: each of its cells failed, saying why."""
+    error = {"type": type(exc).__name__,
+             "message": f"the worker running this cell's model group returned no result: {exc}",
+             "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))}
+    return {cell.id: {"status": "failed", "error": error} for cell in cells}
 
 
 def merge_result(result: dict, cells, store: RunStore) -> dict[str, str]:
-    """Driver side: append the new records, then finish or fail each cell."""
+    """Driver side: append the new records and timings, then finish or fail each cell as the worker did."""
     status = {}
     for cell in cells:
         cs = store.cell(cell)
         cs.prepare()
-        got = result.get(cell.id) or {"records": [], "metrics": None, "error": {"message": "no result returned"}}
+        got = result.get(cell.id) or lost([cell], RuntimeError("no result for this cell"))[cell.id]
         have = cs.completed_ids()
-        for record in got["records"]:
+        for record in got.get("records", []):
             if record["id"] not in have:
                 cs.append(record)
-        if got["metrics"] is not None:
+        timed = {(r["repeat"], r["sample"]) for r in cs.latency_records()}
+        for record in got.get("latency", []):
+            if (record["repeat"], record["sample"]) not in timed:
+                cs.append_latency(record)
+        if got["status"] != "skipped" and got.get("metrics") is not None:
             cs.finish(got["metrics"])
-            status[cell.id] = "done"
+        if got.get("error"):
+            cs.record_error(got["error"])
+        status[cell.id] = got["status"]
+    return status
+
+
+def run_groups(groups, store: RunStore, progress, submit) -> dict[str, str]:
+    """Start a worker per group that has work (``submit(payload)`` starts one and returns a function that
+    waits for its result), then merge the results in order; {cell id: 'done' | 'skipped' | 'failed'}."""
+    pending = [(cells, None if idle(cells, store) else submit(group_payload(model, cells, store)))
+               for model, cells in groups]
+    return collect(pending, store, progress)
+
+
+def collect(pending, store: RunStore, progress) -> dict[str, str]:
+    """Merge each group's result: ``pending`` holds (cells, fetch), fetch() waits for the worker's result;
+    fetch is None for a group with nothing to do."""
+    status = {}
+    for cells, fetch in pending:
+        if fetch is None:
+            got = {cell.id: "skipped" for cell in cells}
         else:
-            cs.fail(RuntimeError((got["error"] or {}).get("traceback") or (got["error"] or {}).get("message")))
-            status[cell.id] = "failed"
+            try:
+                result = fetch()
+            except Exception as exc:  # noqa: BLE001 - isolation: this group's cells fail, the others go on
+                result = lost(cells, exc)
+            got = merge_result(result, cells, store)
+        status.update(got)
+        for cell in cells:
+            progress.cell_done(cell, status[cell.id])
     return status

@@ -13,7 +13,8 @@ import sys
 
 from ..params import Param
 from .base import Executor
-from .collect_status import statuses
+from .collect_status import finished_at, statuses
+from .detached import idle
 
 
 def visible_gpus() -> list[str]:
@@ -42,9 +43,12 @@ class PoolExecutor(Executor):
         gpus = visible_gpus()
         workers = self.options["workers"] or max(1, len(gpus))
         share: list[list[str]] = [[] for _ in range(workers)]
-        for i, (_, cells) in enumerate(groups):
+        for _, cells in groups:
             for cell in cells:
-                store.cell(cell).prepare()  # specs on disk before any worker reads them
+                store.cell(cell).prepare()  # specs on disk before any worker reads them (and old errors gone)
+        before = finished_at(groups, store)
+        busy = [cells for _, cells in groups if not idle(cells, store)]  # no process for finished groups
+        for i, cells in enumerate(busy):
             share[i % workers].extend(cell.id for cell in cells)
         threads = self.options["threads"] or max(1, (os.cpu_count() or 1) // workers)
         procs = []
@@ -59,4 +63,8 @@ class PoolExecutor(Executor):
             procs.append(subprocess.Popen(cmd, env=env))
         for proc in procs:
             proc.wait()
-        return statuses(groups, store)
+        status = statuses(groups, store, before)
+        for _, cells in groups:
+            for cell in cells:
+                progress.cell_done(cell, status[cell.id])
+        return status

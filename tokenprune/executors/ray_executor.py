@@ -1,10 +1,12 @@
 """Ray: one task per model group on any Ray cluster; results come back to the driver (extra `tokenprune[ray]`)."""
 from __future__ import annotations
 
+from functools import partial
+
 from ..errors import ConfigError
 from ..params import Param
 from .base import Executor
-from .detached import group_payload, merge_result, run_detached
+from .detached import run_detached, run_groups
 
 
 class RayExecutor(Executor):
@@ -33,10 +35,4 @@ class RayExecutor(Executor):
 
     def _run(self, ray, groups, store, warmup, progress):
         task = ray.remote(num_gpus=self.options["num_gpus"], num_cpus=self.options["num_cpus"])(run_detached)
-        futures = [(cells, task.remote(group_payload(model, cells, store), warmup)) for model, cells in groups]
-        status = {}
-        for cells, future in futures:
-            status.update(merge_result(ray.get(future), cells, store))
-            for cell in cells:
-                progress.cell_done(cell, status[cell.id])
-        return status
+        return run_groups(groups, store, progress, lambda payload: partial(ray.get, task.remote(payload, warmup)))

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..params import Param
 from .base import Executor
-from .detached import group_payload, merge_result, run_detached
+from .detached import run_detached, run_groups
 
 
 class SlurmExecutor(Executor):
@@ -39,11 +39,4 @@ class SlurmExecutor(Executor):
                                        mem_gb=o["mem_gb"])
         else:
             executor.update_parameters(timeout_min=o["timeout_min"])
-        jobs = [(cells, executor.submit(run_detached, group_payload(model, cells, store), warmup))
-                for model, cells in groups]
-        status = {}
-        for cells, job in jobs:
-            status.update(merge_result(job.result(), cells, store))
-            for cell in cells:
-                progress.cell_done(cell, status[cell.id])
-        return status
+        return run_groups(groups, store, progress, lambda payload: executor.submit(run_detached, payload, warmup).result)

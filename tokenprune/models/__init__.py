@@ -1,5 +1,8 @@
 """VLM adapters, one module per family; registered through ``register_models`` like any plugin.
 
+``contract.EngineAdapter`` is what the pruning engine reads; ``base.VLM`` adds loading, inputs and
+timed generation (docs/adapters.md).
+
     vlm = tokenprune.models.load("llava", "llava-hf/llava-1.5-7b-hf", dtype="float16", device="cuda")
     inputs = vlm.build_inputs(samples)
     result = vlm.generate(inputs, max_new_tokens=16)
@@ -50,11 +53,13 @@ def load(adapter_name: str, checkpoint: str, *, dtype="float32", attn_implementa
 
 
 def as_vlm(model):
-    """A tokenprune VLM for ``model`` (returned as is), or the adapter wrapping a transformers model."""
+    """The engine's view of ``model``: a model adapter (any ``EngineAdapter``, returned as is), or the
+    registered adapter wrapping a transformers model."""
     from .. import registry
     from .base import VLM
+    from .contract import EngineAdapter
 
-    if isinstance(model, VLM):
+    if isinstance(model, EngineAdapter):
         return model
     adapters = [e.obj for e in registry.entries("models").values() if registry.is_class_of(e.obj, VLM)]
     for exact in (True, False):  # the adapter of the model's own class first, then one of a base class

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from ..engine.spans import raster
+from .contract import raster
 
 
 def newline_flags(features: torch.Tensor, newline: torch.Tensor) -> torch.Tensor:

@@ -1,11 +1,10 @@
-"""The adapter base class: one transformers VLM family, seen by the engine and by the runner.
+"""The runner side of a model adapter: loading, input building and timed generation.
 
-Engine side (the one seam each family must describe): where the inner model,
-the LLM, its decoder layers, final norm and vision tower are, and where the
-visual tokens of each sample sit on the token grid (``visuals``).
-Runner side: loading with ``from_pretrained``, building left-padded inputs
-from benchmark samples with the model's own prompt template, and timed
-generation.
+:class:`VLM` extends the engine side (:class:`tokenprune.models.contract.EngineAdapter`: where the
+LLM, its layers and the visual tokens are) with what the runner and the benchmarks use: loading
+with ``from_pretrained``, building left-padded inputs from benchmark samples with the model's own
+prompt template (``build_inputs``), counting visual tokens, and timed generation. docs/adapters.md
+describes both sides.
 """
 from __future__ import annotations
 
@@ -17,8 +16,8 @@ import torch
 import transformers
 from transformers.generation.streamers import BaseStreamer
 
-from ..engine.spans import Visuals
 from ..timing import synchronize
+from .contract import EngineAdapter
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
           "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -60,31 +59,19 @@ def resolve_dtype(dtype) -> torch.dtype:
     return DTYPES[dtype]
 
 
-class VLM:
-    """A loaded model of one family. Subclasses set ``name``, ``model_classes`` and implement ``visuals``.
+class VLM(EngineAdapter):
+    """A loaded model of one family: the engine side (EngineAdapter) plus loading, inputs and generation.
 
+    Subclasses set ``name`` and ``model_classes`` and implement ``visuals`` and ``build_inputs``.
     Attributes: ``model`` (the transformers model), ``processor``, ``name`` (adapter), ``checkpoint``,
     ``device``, ``dtype``.
     """
 
-    name: ClassVar[str] = ""
     model_classes: ClassVar[tuple[str, ...]] = ()  # transformers class names, most specific first
-    mrope: ClassVar[bool] = False  # M-RoPE position ids (3 rows)
-    needs_after_layer: ClassVar[bool] = False  # the engine must call after_layer() on decoder outputs
-    supports_resize: ClassVar[bool] = False  # build_inputs can render images at a chosen token grid
-    # two-stage strategies: prune_lm_kwargs / after_layer follow a pre_llm cut and then a layer-K cut
-    # (called once per point, the second on the survivors' prefill); an adapter that cannot sets False
-    supports_two_stage: ClassVar[bool] = True
 
     def __init__(self, model, processor=None, checkpoint: str | None = None):
-        self.model = model
+        super().__init__(model, checkpoint)
         self.processor = processor
-        self.checkpoint = checkpoint or getattr(model, "name_or_path", "") or type(model).__name__
-        # Input-stage strategies: while set (by the engine, an engine.resize.ResizePlan), build_inputs resizes every
-        # image to the token grid the plan gives for its native grid, and native_visual holds each
-        # sample's visual-token count at native resolution for the last batch built.
-        self.resize_plan = None
-        self.native_visual: list[int] | None = None
 
     @property
     def input_builder(self) -> str:
@@ -92,11 +79,6 @@ class VLM:
         ``load_processor`` loads) or "tokenprune" (a builder of tokenprune.models, where the official
         processor cannot run); see tokenprune.models.official_inputs."""
         return getattr(self.processor, "input_builder", "official")
-
-    def resize_hooks(self) -> list:
-        """Removable hooks the model needs to run on resized images (e.g. position interpolation)."""
-        return []
-
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -130,58 +112,13 @@ class VLM:
         getattr(processor, "tokenizer", processor).padding_side = "left"
         return processor
 
-    # ------------------------------------------------------------------ engine side
-    @property
-    def label(self) -> str:
-        return f"{self.name!r} ({self.checkpoint})"
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
     @property
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
     @property
-    def vlm_module(self) -> torch.nn.Module:
-        """The inner model whose forward receives input ids, images and the cache."""
-        return self.model.model
-
-    @property
-    def language_model(self) -> torch.nn.Module:
-        return self.model.model.language_model
-
-    @property
-    def decoder_layers(self):
-        return self.language_model.layers
-
-    @property
-    def final_norm(self):
-        return self.language_model.norm
-
-    @property
-    def vision_modules(self) -> list[torch.nn.Module]:
-        return [self.model.model.vision_tower]
-
-    @property
-    def text_config(self):
-        return self.language_model.config
-
-    @property
-    def head_dim(self) -> int:
-        cfg = self.text_config
-        return getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-
-    def attention_of(self, layer) -> torch.nn.Module:
-        return layer.self_attn
-
-    def rotary(self, hidden, position_ids):
-        """(cos, sin) for ``position_ids`` from the LLM's own rotary embedding."""
-        return self.language_model.rotary_emb(hidden, position_ids)
-
-    @property
     def visual_token_ids(self) -> tuple[int, ...]:
+        """The placeholder token ids of images and video in the prompt (from the model config)."""
         cfg = self.model.config
         ids = [getattr(cfg, a, None) for a in ("image_token_id", "image_token_index", "video_token_id",
                                                 "video_token_index")]
@@ -190,27 +127,13 @@ class VLM:
     def count_visual(self, input_ids: torch.Tensor) -> int:
         return int(torch.isin(input_ids, torch.tensor(self.visual_token_ids, device=input_ids.device)).sum())
 
-    def has_media(self, kwargs) -> bool:
-        return any(kwargs.get(k) is not None for k in ("pixel_values", "pixel_values_videos", "mm_encoder_outputs"))
-
-    def visuals(self, input_ids: torch.Tensor, kwargs: dict) -> list[Visuals]:  # pragma: no cover - abstract
-        """Per sample: positions of its visual tokens, their (t, row, col) grid coordinates, the grid."""
-        raise NotImplementedError
-
-    def check_strategy(self, strategy, who: str):
-        """Refuse configurations this family cannot run (raise an error naming ``who``)."""
-
-    def prune_lm_kwargs(self, kwargs, *, stage, layer, outcome, prefill, stash):
-        """Family-specific LLM inputs that must follow the pruning (e.g. Qwen3-VL deepstack)."""
-        return kwargs
-
-    def after_layer(self, index, hidden, *, outcome, prefill, stash):
-        """Called on decoder outputs at prefill when ``needs_after_layer``; return new states or None."""
-        return None
-
-    # ------------------------------------------------------------------ runner side
+    # ------------------------------------------------------------------ inputs and generation
     def build_inputs(self, samples) -> dict:  # pragma: no cover - abstract
-        raise NotImplementedError
+        """The model's keyword arguments (a dict or BatchFeature of tensors: ``input_ids``, left-padded
+        ``attention_mask``, pixel inputs) for a batch of benchmark ``Sample`` s, each prompt rendered with
+        the model's chat template. With ``supports_resize``: while ``resize_plan`` is set, render every
+        image at the plan's token grid and set ``native_visual``."""
+        raise NotImplementedError(f"model adapter {self.name!r} does not implement build_inputs()")
 
     @property
     def tokenizer(self):

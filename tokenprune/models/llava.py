@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 
-from ..engine.spans import Visuals, finish, raster
+from .contract import Visuals, raster, visuals_from_blocks
 from . import prompts
 from .base import VLM
 
@@ -95,18 +95,12 @@ class LlavaAdapter(VLM):
             n_images = pos.numel() // per_image
             coords = [raster(rows, cols, 1, t0=k) for k in range(n_images)]
             segments = [(f"image{k}", k * per_image, (k + 1) * per_image) for k in range(n_images)]
-            out.append(finish(pos, coords, segments))
+            out.append(visuals_from_blocks(pos, coords, segments))
         return out
 
     def build_inputs(self, samples):
-        texts, images = [], []
-        for s in samples:
-            imgs, frames = prompts.media(s)
-            if frames:
-                raise ValueError(f"model adapter {self.name!r} takes images, not video frames (sample {s.id!r})")
-            conv = prompts.user_turn(s.prompt, n_images=len(imgs))
-            texts.append(prompts.render(self.processor, conv, prompts.vicuna_fallback))
-            images.extend(imgs)
+        texts, per_sample = prompts.image_turns(self.processor, samples, prompts.vicuna_fallback, self.name)
+        images = [im for group in per_sample for im in group]
         self.native_visual = None
         if self.resize_plan is None or not images:
             return self.processor(images=images or None, text=texts, padding=True, return_tensors="pt")
@@ -118,7 +112,7 @@ class LlavaAdapter(VLM):
                                 size={"shortest_edge": max(rows, cols) * patch},
                                 crop_size={"height": rows * patch, "width": cols * patch},
                                 resample=self.resize_plan.pil_filter)
-        self.native_visual = [per_image * len(prompts.media(s)[0]) for s in samples]
+        self.native_visual = [per_image * len(group) for group in per_sample]
         return inputs
 
     def resize_hooks(self):

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, BatchFeature
+from transformers import BatchFeature
 
-from ..engine.spans import Visuals, finish, raster
+from .contract import raster
 from . import anyres, official_inputs, prompts
+from .input_builder import BuilderProcessor, expand_placeholders
 from .llava_next import LlavaNextAdapter
-from .processor_files import chat_template, video_processor_config
-from .qwen_inputs import _split_keep
+from .processor_files import video_processor_config
 from .video_clip import FrameNorm, VideoClip
 
 
@@ -48,18 +48,13 @@ class FrameRules:
         return torch.from_numpy(np.stack([self.norm.pixels(f, self.height, self.width) for f in clip.frames]))
 
 
-class OnevisionProcessor:
+class OnevisionProcessor(BuilderProcessor):
     """Tokenizer + PIL image processor (+ chat template and frame rules); the number of tokens per image
     comes from the caller (the model's packing)."""
 
-    input_builder = "tokenprune"
-
     def __init__(self, tokenizer, image_processor, chat_template=None, frames: FrameRules | None = None):
-        self.tokenizer = tokenizer
-        self.image_processor = image_processor
-        self.chat_template = chat_template or getattr(tokenizer, "chat_template", None)
+        super().__init__(tokenizer, image_processor, chat_template)
         self.frame_rules = frames or FrameRules()
-        self.tokenizer.padding_side = "left"
 
     @classmethod
     def from_pretrained(cls, checkpoint: str):
@@ -67,18 +62,7 @@ class OnevisionProcessor:
             LlavaOnevisionImageProcessorPil,
         )
 
-        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-        return cls(tokenizer, LlavaOnevisionImageProcessorPil.from_pretrained(checkpoint),
-                   chat_template(checkpoint, tokenizer), FrameRules.load(checkpoint))
-
-    def save_pretrained(self, path: str):
-        if self.chat_template:
-            self.tokenizer.chat_template = self.chat_template
-        self.tokenizer.save_pretrained(path)
-        self.image_processor.save_pretrained(path)
-
-    def apply_chat_template(self, conversation, **kwargs):
-        return self.tokenizer.apply_chat_template(conversation, chat_template=self.chat_template, **kwargs)
+        return cls(*cls.load_parts(checkpoint, LlavaOnevisionImageProcessorPil), FrameRules.load(checkpoint))
 
     def __call__(self, texts: list[str], images: list[list], videos: list[list[VideoClip]], *,
                  count_image_tokens, pooled: int) -> BatchFeature:
@@ -99,19 +83,10 @@ class OnevisionProcessor:
                 raise ValueError("videos of one batch must have the same number of frames")
             out["pixel_values_videos"] = torch.stack(frames)
         clip_frames = iter(len(c.frames) for c in clips)
-        expanded = []
-        for text in texts:
-            parts = []
-            for piece in _split_keep(text, ("<image>", "<video>")):
-                if piece == "<image>":
-                    parts.append("<image>" * next(image_counts))
-                elif piece == "<video>":
-                    parts.append("<video>" * (next(clip_frames) * pooled ** 2 + 1))
-                else:
-                    parts.append(piece)
-            expanded.append("".join(parts))
-        enc = self.tokenizer(expanded, padding=True, return_tensors="pt", add_special_tokens=False)
-        return BatchFeature({**enc, **out})
+        expansions = {"<image>": lambda: "<image>" * next(image_counts),
+                      "<video>": lambda: "<video>" * (next(clip_frames) * pooled ** 2 + 1)}
+        expanded = [expand_placeholders(text, expansions) for text in texts]
+        return BatchFeature({**self.tokenize(expanded), **out})
 
 
 class LlavaOnevisionAdapter(LlavaNextAdapter):
@@ -126,9 +101,8 @@ class LlavaOnevisionAdapter(LlavaNextAdapter):
 
     @classmethod
     def load_processor(cls, checkpoint: str):
-        if official_inputs.use_official(cls.name):
-            return official_inputs.OfficialProcessor.from_pretrained(checkpoint)
-        return OnevisionProcessor.from_pretrained(checkpoint)
+        return official_inputs.load_processor(cls.name, checkpoint,
+                                              lambda: OnevisionProcessor.from_pretrained(checkpoint))
 
     @property
     def video_token_id(self) -> int:
@@ -147,16 +121,8 @@ class LlavaOnevisionAdapter(LlavaNextAdapter):
         counts = super().num_patches(image_sizes)
         return [c if p else 1 for c, p in zip(counts, self._need_patching(len(counts), batch_num_images))]
 
-    def image_flags(self, kwargs) -> list[torch.Tensor]:
-        encoded = (kwargs.get("mm_encoder_outputs") or {}).get("image")
-        if encoded is not None:
-            return [anyres.newline_flags(f, self.model.model.image_newline) for f in encoded.pooler_output]
-        if kwargs.get("pixel_values") is None:
-            return []
-        sizes = kwargs["image_sizes"]
-        return anyres.marker_flags(self.model.model.pack_image_features, sizes,
-                                   self.num_patches(sizes, kwargs.get("batch_num_images")), self.side,
-                                   vision_aspect_ratio=self.model.config.vision_aspect_ratio)
+    def pack_kwargs(self) -> dict:
+        return {"vision_aspect_ratio": self.model.config.vision_aspect_ratio}
 
     def video_coords(self, n: int, t0: int) -> tuple[torch.Tensor, int]:
         p = self.pooled
@@ -166,45 +132,11 @@ class LlavaOnevisionAdapter(LlavaNextAdapter):
         coords = torch.cat([raster(p, p, frames, t0), torch.tensor([[t0 + frames - 1, p - 1, p]])])
         return coords, frames
 
-    def visuals(self, input_ids, kwargs) -> list[Visuals]:
-        flags = self.image_flags(kwargs)
-        counts = [int((row == self.image_token_id).sum()) for row in input_ids]
-        assign = anyres.split_by_sample([int(f.numel()) for f in flags], counts)
-        out = []
-        for row, items in zip(input_ids, assign):
-            images = iter(items)
-            is_vis = (row == self.image_token_id) | (row == self.video_token_id)
-            blocks, segments, t0, start = [], [], 0, 0
-            i = 0
-            ids = row.tolist()
-            while i < len(ids):
-                if ids[i] == self.video_token_id:
-                    j = i
-                    while j < len(ids) and ids[j] == self.video_token_id:
-                        j += 1
-                    coords, frames = self.video_coords(j - i, t0)
-                    segments.append(("video", start, start + j - i))
-                elif ids[i] == self.image_token_id:
-                    k = next(images)
-                    coords, frames, segs = anyres.image_coords(flags[k], self.side, t0)
-                    j = i + int(flags[k].numel())
-                    segments += [(name, start + a, start + b) for name, a, b in segs]
-                else:
-                    i += 1
-                    continue
-                blocks.append(coords)
-                t0, start, i = t0 + frames, start + (j - i), j
-            out.append(finish(is_vis.nonzero().flatten(), blocks, segments))
-        return out
-
     # ------------------------------------------------------------------ inputs
     def _image_token_counts(self, pixel: dict, per_sample: list[int]) -> list[int]:
         if not pixel:
             return []
-        sizes = pixel["image_sizes"]
-        flags = anyres.marker_flags(self.model.model.pack_image_features, sizes,
-                                    self.num_patches(sizes, per_sample and [n for n in per_sample if n]), self.side,
-                                    vision_aspect_ratio=self.model.config.vision_aspect_ratio)
+        flags = self.marker_flags(pixel["image_sizes"], [n for n in per_sample if n])
         return [int(f.numel()) for f in flags]
 
     def build_inputs(self, samples):
@@ -213,7 +145,7 @@ class LlavaOnevisionAdapter(LlavaNextAdapter):
             imgs, _ = prompts.media(s)
             clip = VideoClip.from_sample(s)
             conv = prompts.user_turn(s.prompt, n_images=len(imgs), n_videos=1 if clip else 0)
-            texts.append(prompts.render(self.processor, conv, lambda c: prompts.vicuna_fallback(c)))
+            texts.append(prompts.render(self.processor, conv, prompts.vicuna_fallback))
             images.append(imgs)
             videos.append([clip] if clip else [])
         return self.processor(texts, images, videos, count_image_tokens=self._image_token_counts, pooled=self.pooled)

@@ -11,6 +11,7 @@ cell used as ``environment.input_builder`` in its metrics.json.
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 from ..errors import ConfigError
 
@@ -33,6 +34,14 @@ def use_official(family: str) -> bool:
         raise ConfigError(f"{ENV}=official: transformers' {family} processor needs torchvision, which is not "
                           f"importable here; install it, or set {ENV}=tokenprune (or auto)")
     return False
+
+
+def load_processor(family: str, checkpoint: str, build: Callable[[], object]):
+    """``checkpoint``'s transformers processor (as an OfficialProcessor) where ``use_official(family)``,
+    else ``build()``: tokenprune's builder for it."""
+    if use_official(family):
+        return OfficialProcessor.from_pretrained(checkpoint)
+    return build()
 
 
 class OfficialProcessor:

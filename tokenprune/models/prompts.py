@@ -1,4 +1,6 @@
-"""Turning a benchmark sample into the model's own prompt text (chat template) and image lists."""
+"""Turning a benchmark sample into the model's own prompt text (chat template) and media lists.
+
+Public helpers for adapters' ``build_inputs``, built-in or from a plugin."""
 from __future__ import annotations
 
 
@@ -17,15 +19,32 @@ def render(processor, conversation: list[dict], fallback) -> str:
     return fallback(conversation)
 
 
-def vicuna_fallback(conversation: list[dict], image_token: str = "<image>") -> str:
-    """LLaVA-1.5's "USER: <image>\\n... ASSISTANT:" format, for processors saved without a chat template."""
-    parts = []
-    for item in conversation[0]["content"]:
-        if item["type"] in ("image", "video"):
-            parts.append(f"{image_token}\n")
-        else:
-            parts.append(item["text"])
-    return "USER: " + "".join(parts) + " ASSISTANT:"
+def image_turns(processor, samples, fallback, adapter: str) -> tuple[list[str], list[list]]:
+    """(prompt texts, images per sample) for a family that takes images only: each sample's question as one
+    user turn after its images, rendered with the chat template (else ``fallback``); video frames are refused
+    with an error naming ``adapter`` and the sample."""
+    texts, images = [], []
+    for s in samples:
+        imgs, frames = media(s)
+        if frames:
+            raise ValueError(f"model adapter {adapter!r} takes images, not video frames (sample {s.id!r})")
+        texts.append(render(processor, user_turn(s.prompt, n_images=len(imgs)), fallback))
+        images.append(imgs)
+    return texts, images
+
+
+def plain_prompt(conversation: list[dict], *, placeholders: dict[str, str], before: str, after: str) -> str:
+    """A one-turn conversation written out without a chat template: ``before``, then each content item
+    (a media item as its ``placeholders[type]``, text as it is), then ``after``."""
+    parts = [placeholders[item["type"]] if item["type"] in placeholders else item["text"]
+             for item in conversation[0]["content"]]
+    return before + "".join(parts) + after
+
+
+def vicuna_fallback(conversation: list[dict]) -> str:
+    """LLaVA's "USER: <image>\\n... ASSISTANT:" format, for processors saved without a chat template."""
+    return plain_prompt(conversation, placeholders={"image": "<image>\n", "video": "<video>\n"},
+                        before="USER: ", after=" ASSISTANT:")
 
 
 def media(sample) -> tuple[list, list | None]:

@@ -13,10 +13,21 @@ kept tokens only:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from .qwen_inputs import QWEN3_VIDEO
 from .qwen_vl import Qwen2VLAdapter
+
+
+@dataclass
+class DeepStackStash:
+    """One pass's DeepStack state: the feature sets the engine still has to add after layers K, K+1, ...
+    (llm stage), and the kept tokens' mask and feature rows, computed once per pass."""
+
+    features: list | None = None
+    kept: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class Qwen3VLAdapter(Qwen2VLAdapter):
@@ -30,6 +41,9 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
     timestamps = True
     video_defaults = QWEN3_VIDEO  # sizes a clip over frames x height x width
     needs_after_layer = True
+
+    def new_stash(self) -> DeepStackStash:
+        return DeepStackStash()
 
     def _kept(self, outcome, prefill):
         """(visual mask over the kept slots [B, L'], rows of the kept tokens in DeepStack's flat order)."""
@@ -57,15 +71,15 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
             kwargs["visual_pos_masks"] = mask
             kwargs["deepstack_visual_embeds"] = [d[rows.to(d.device)] for d in deep]
         elif layer < len(deep):
-            stash["deepstack"] = deep
+            stash.features = deep
             kwargs["deepstack_visual_embeds"] = deep[:layer]
         return kwargs
 
     def after_layer(self, index, hidden, *, outcome, prefill, stash):
-        deep = stash.get("deepstack")
+        deep = stash.features
         if deep is None or index >= len(deep) or outcome is None:
             return None
-        if "deepstack_kept" not in stash:
-            stash["deepstack_kept"] = self._kept(outcome, prefill)
-        mask, rows = stash["deepstack_kept"]
+        if stash.kept is None:
+            stash.kept = self._kept(outcome, prefill)
+        mask, rows = stash.kept
         return self.language_model._deepstack_process(hidden, mask, deep[index][rows.to(deep[index].device)])

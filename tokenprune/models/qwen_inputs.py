@@ -17,9 +17,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, BatchFeature
+from transformers import BatchFeature
 
-from .processor_files import VIDEO_CONFIG, chat_template, video_processor_config
+from .input_builder import BuilderProcessor, expand_placeholders
+from .processor_files import VIDEO_CONFIG, video_processor_config
 from .video_clip import FrameNorm, VideoClip
 
 IMAGE_PAD, VIDEO_PAD = "<|image_pad|>", "<|video_pad|>"
@@ -117,39 +118,26 @@ def frame_timestamps(indices, fps: float, temporal_patch_size: int) -> list[floa
     return [(seconds[i] + seconds[i + tp - 1]) / 2 for i in range(0, len(seconds), tp)]
 
 
-class QwenProcessor:
+class QwenProcessor(BuilderProcessor):
     """Tokenizer + PIL image processor + video rules. ``timestamps``: Qwen3-VL's per-patch "<t seconds>"
     prompt; ``seconds_per_grid``: Qwen2.5-VL's ``second_per_grid_ts``."""
 
-    input_builder = "tokenprune"
-
     def __init__(self, tokenizer, image_processor, chat_template=None, *, video: VideoRules = QWEN2_VIDEO,
                  timestamps=False, seconds_per_grid=False):
-        self.tokenizer = tokenizer
-        self.image_processor = image_processor
-        self.chat_template = chat_template or getattr(tokenizer, "chat_template", None)
+        super().__init__(tokenizer, image_processor, chat_template)
         self.video_rules = video
         self.timestamps = timestamps
         self.seconds_per_grid = seconds_per_grid
-        self.tokenizer.padding_side = "left"
 
     @classmethod
     def from_pretrained(cls, checkpoint: str, *, video: VideoRules = QWEN2_VIDEO, **kwargs) -> "QwenProcessor":
-        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-        image_processor = _pil_image_processor().from_pretrained(checkpoint)
-        return cls(tokenizer, image_processor, chat_template(checkpoint, tokenizer),
-                   video=VideoRules.load(checkpoint, video), **kwargs)
+        return cls(*cls.load_parts(checkpoint, _pil_image_processor()), video=VideoRules.load(checkpoint, video),
+                   **kwargs)
 
     def save_pretrained(self, path: str):
-        if self.chat_template:
-            self.tokenizer.chat_template = self.chat_template
-        self.tokenizer.save_pretrained(path)
-        self.image_processor.save_pretrained(path)
+        super().save_pretrained(path)
         with open(os.path.join(path, VIDEO_CONFIG), "w", encoding="utf-8") as f:
             json.dump(self.video_rules.to_config(), f, indent=2)
-
-    def apply_chat_template(self, conversation, **kwargs):
-        return self.tokenizer.apply_chat_template(conversation, chat_template=self.chat_template, **kwargs)
 
     # ------------------------------------------------------------------ text
     def _video_text(self, grid: torch.Tensor, clip: VideoClip) -> str:
@@ -161,15 +149,9 @@ class QwenProcessor:
 
     def _expand(self, text: str, image_grids: list, video_grids: list, clips: list[VideoClip]) -> str:
         merge2 = self.image_processor.merge_size ** 2
-        parts, images, videos = [], iter(image_grids), iter(zip(video_grids, clips))
-        for piece in _split_keep(text, (IMAGE_PAD, VIDEO_PAD)):
-            if piece == IMAGE_PAD:
-                parts.append(IMAGE_PAD * int(next(images).prod() // merge2))
-            elif piece == VIDEO_PAD:
-                parts.append(self._video_text(*next(videos)))
-            else:
-                parts.append(piece)
-        return "".join(parts)
+        images, videos = iter(image_grids), iter(zip(video_grids, clips))
+        return expand_placeholders(text, {IMAGE_PAD: lambda: IMAGE_PAD * int(next(images).prod() // merge2),
+                                          VIDEO_PAD: lambda: self._video_text(*next(videos))})
 
     def __call__(self, texts: list[str], images: list[list], videos: list[list[VideoClip]]) -> BatchFeature:
         """texts[i] holds one placeholder per entry of images[i] / videos[i]."""
@@ -193,7 +175,7 @@ class QwenProcessor:
             expanded.append(self._expand(text, image_grids[i_img:i_img + len(ims)],
                                          video_grids[i_vid:i_vid + len(vids)], clips[i_vid:i_vid + len(vids)]))
             i_img, i_vid = i_img + len(ims), i_vid + len(vids)
-        enc = self.tokenizer(expanded, padding=True, return_tensors="pt", add_special_tokens=False)
+        enc = self.tokenize(expanded)
         ids = enc["input_ids"]
         image_id, video_id = (self.tokenizer.convert_tokens_to_ids(t) for t in (IMAGE_PAD, VIDEO_PAD))
         types = torch.zeros_like(ids, dtype=torch.int32)
@@ -201,20 +183,3 @@ class QwenProcessor:
         types[ids == video_id] = 2
         return BatchFeature({**enc, "mm_token_type_ids": types, **out})
 
-
-def _split_keep(text: str, tokens: tuple[str, ...]) -> list[str]:
-    """``text`` split around every occurrence of the given tokens, keeping them as separate pieces."""
-    out, i, start = [], 0, 0
-    while i < len(text):
-        hit = next((t for t in tokens if text.startswith(t, i)), None)
-        if hit:
-            if start < i:
-                out.append(text[start:i])
-            out.append(hit)
-            i += len(hit)
-            start = i
-        else:
-            i += 1
-    if start < len(text):
-        out.append(text[start:])
-    return out

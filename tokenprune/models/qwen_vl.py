@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import torch
 
-from ..engine.spans import Visuals, finish, raster
+from .contract import Visuals, raster, visuals_from_blocks
 from . import official_inputs, prompts
 from .base import VLM
 from .qwen_inputs import QWEN2_VIDEO, QwenProcessor, VideoRules
@@ -89,10 +89,8 @@ class Qwen2VLAdapter(VLM):
 
     @classmethod
     def load_processor(cls, checkpoint: str):
-        if official_inputs.use_official(cls.name):
-            return official_inputs.OfficialProcessor.from_pretrained(checkpoint)
-        return QwenProcessor.from_pretrained(checkpoint, video=cls.video_defaults, timestamps=cls.timestamps,
-                                             seconds_per_grid=cls.seconds_per_grid)
+        return official_inputs.load_processor(cls.name, checkpoint, lambda: QwenProcessor.from_pretrained(
+            checkpoint, video=cls.video_defaults, timestamps=cls.timestamps, seconds_per_grid=cls.seconds_per_grid))
 
     @classmethod
     def max_visual_tokens(cls, config, preprocessor):
@@ -137,7 +135,7 @@ class Qwen2VLAdapter(VLM):
                 segments.append((kind, start, start + n))
                 t0, start = t0 + frames, start + n
             pos_b = torch.cat(positions) if positions else torch.zeros(0, dtype=torch.long, device=row.device)
-            out.append(finish(pos_b, blocks, segments))
+            out.append(visuals_from_blocks(pos_b, blocks, segments))
         return out
 
     supports_resize = True  # dynamic resolution: any grid of merged patches
@@ -190,15 +188,9 @@ class Qwen2VLAdapter(VLM):
 
 
 def _qwen_fallback(conversation) -> str:
-    parts = []
-    for item in conversation[0]["content"]:
-        if item["type"] == "image":
-            parts.append("<|vision_start|><|image_pad|><|vision_end|>")
-        elif item["type"] == "video":
-            parts.append("<|vision_start|><|video_pad|><|vision_end|>")
-        else:
-            parts.append(item["text"])
-    return "<|im_start|>user\n" + "".join(parts) + "<|im_end|>\n<|im_start|>assistant\n"
+    return prompts.plain_prompt(conversation, placeholders={"image": "<|vision_start|><|image_pad|><|vision_end|>",
+                                                            "video": "<|vision_start|><|video_pad|><|vision_end|>"},
+                                before="<|im_start|>user\n", after="<|im_end|>\n<|im_start|>assistant\n")
 
 
 class Qwen25VLAdapter(Qwen2VLAdapter):

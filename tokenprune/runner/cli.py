@@ -115,9 +115,6 @@ def run_command(args) -> int:
     run_spec.bind(store, run_spec.spec_record(grid, cli), extend=getattr(args, "extend", False))
     store.init(grid.path, grid.raw)
     executor = registry.lookup("executors", grid.executor)(**grid.executor_options)
-    if grid.latency.subset and grid.executor not in ("local", "pool"):
-        print(f"tokenprune: warning: executor {grid.executor!r} does not time the latency subset "
-              f"(local and pool do): latency comes from the accuracy pass", file=sys.stderr)
     latency.warn_if_busy(grid.latency.max_load, "the run")
     progress = Progress(total_cells=len(grid.cells), enabled=not args.quiet, store=store)
     try:

@@ -100,8 +100,11 @@ class CellStore:
         write_atomic(self.metrics_path, json.dumps(metrics, indent=2, default=str, allow_nan=True))
 
     def fail(self, exc: BaseException):
-        info = {"type": type(exc).__name__, "message": str(exc),
-                "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))}
+        self.record_error({"type": type(exc).__name__, "message": str(exc),
+                           "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))})
+
+    def record_error(self, info: dict):
+        """error.json: {type, message, traceback}, e.g. as a worker on another machine recorded it."""
         write_atomic(self.error_path, json.dumps(info, indent=2))
 
     def error(self) -> dict | None:

@@ -18,8 +18,8 @@ def main(argv=None):
     if os.environ.get("TOKENPRUNE_WORKER_THREADS"):
         torch.set_num_threads(int(os.environ["TOKENPRUNE_WORKER_THREADS"]))
     store = RunStore(a.run_dir)
-    wanted = set(a.cells.split(","))
-    cells = [cs.cell for cs in store.cells() if cs.cell.id in wanted]
+    by_id = {cs.cell.id: cs.cell for cs in store.cells()}
+    cells = [by_id[i] for i in a.cells.split(",") if i in by_id]  # in the executor's order, as local runs them
     for model, group in group_by_model(cells):
         run_group(model, group, store, warmup=a.warmup)
 
