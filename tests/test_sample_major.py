@@ -17,6 +17,7 @@ from tokenprune.cli import main
 from tokenprune.engine.shared_prefix import PrefixMismatch, PrefixRecorder, PrefixReplay, prefix_bytes
 from tokenprune.engine.shared_vision import VisionReplay, vision_bytes
 from tokenprune.errors import ConfigError
+from tokenprune.flops import LLMShape
 from tokenprune.plugins import pm
 from tokenprune.runner.spec import group_by_model
 from tokenprune.runner.store import RunStore
@@ -179,9 +180,10 @@ def test_memory_cap_shares_what_fits_and_says_so(tmp_path, capsys):
     strategies = ["vanilla", "fastv", {"name": "vlm_pruner", "params": {"layer": 3}}]
     samples = tiny_models.samples(6, image_sizes=SIZES)
     shapes = [vlm.build_inputs(samples[i:i + 3])["input_ids"].shape for i in (0, 3)]
-    vision = vision_bytes(vlm, 3 * 36)
-    cap = max(vision + prefix_bytes(vlm, b, n, [2]) for b, n in shapes) + 1  # room for layers below 2, not below 3
-    assert cap < min(vision + prefix_bytes(vlm, b, n, [2, 3]) for b, n in shapes)
+    llm = LLMShape.from_config(vlm.model.config)
+    vision = vision_bytes(vlm.model.config, 4, 3 * 36)
+    cap = max(vision + prefix_bytes(llm, 4, b, n, [2]) for b, n in shapes) + 1  # room below layer 2, not below 3
+    assert cap < min(vision + prefix_bytes(llm, 4, b, n, [2, 3]) for b, n in shapes)
     grid = write_grid(tmp_path, vlm, strategies, name="capped", execution={"mode": "auto", "max_shared_mb": cap / 2 ** 20})
     runs = run_both(tmp_path, vlm, grid)
     assert differences(runs["cell"][0], runs["sample"][0]) == []
@@ -201,7 +203,12 @@ def test_replay_refuses_another_prefill_and_restores_the_layers():
     with VisionReplay(vlm, inputs) as vision, PrefixRecorder(vlm, [2]) as recorder:
         vlm.generate(inputs, max_new_tokens=2)
         vlm.generate(inputs, max_new_tokens=2)
+        held_vision = vision.nbytes()
     assert (vision.runs, vision.replays) == (1, 1)
+    # the estimates the memory cap uses are what is held
+    b, length = inputs["input_ids"].shape
+    assert held_vision == vision_bytes(vlm.model.config, 4, 2 * 36)
+    assert recorder.recording.nbytes() == prefix_bytes(LLMShape.from_config(vlm.model.config), 4, b, length, [2])
     assert recorder.recording is not None and recorder.recording.serves(2) and not recorder.recording.serves(3)
     assert "get_image_features" not in vlm.vlm_module.__dict__
     other = vlm.build_inputs(tiny_models.samples(3, image_sizes=SIZES))

@@ -65,20 +65,16 @@ class PrefixRecording:
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def prefix_bytes(vlm, batch: int, length: int, depths) -> int:
-    """Estimated bytes of a recording serving prune layers ``depths`` for a [batch, length] prompt:
-    the KV cache of the layers below the deepest, plus per depth the residual stream and the queries."""
+def prefix_bytes(shape, element_size: int, batch: int, length: int, depths) -> int:
+    """Estimated bytes of a recording serving prune layers ``depths`` for a [batch, length] prompt of an LLM
+    of ``shape`` (tokenprune.flops.LLMShape): the KV cache of the layers below the deepest, plus per depth
+    the residual stream entering it and its queries."""
     depths = set(depths)
     if not depths:
         return 0
-    cfg = vlm.text_config
-    heads = cfg.num_attention_heads
-    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
-    head_dim = vlm.head_dim
-    size = torch.empty((), dtype=vlm.dtype).element_size()
-    per_layer_kv = 2 * batch * kv_heads * length * head_dim
-    per_depth = batch * length * (cfg.hidden_size + heads * head_dim)
-    return (max(depths) * per_layer_kv + len(depths) * per_depth) * size
+    per_layer_kv = 2 * batch * shape.kv_heads * length * shape.head_dim
+    per_depth = batch * length * (shape.hidden + shape.heads * shape.head_dim)
+    return (max(depths) * per_layer_kv + len(depths) * per_depth) * element_size
 
 
 class PrefixRecorder:

@@ -123,10 +123,9 @@ def _tensors(obj):
             yield from _tensors(v)
 
 
-def vision_bytes(vlm, n_visual: int) -> int:
-    """Estimated bytes a replay holds for ``n_visual`` visual tokens: the projector's outputs in the LLM
-    width, plus one feature set per DeepStack layer (Qwen3-VL)."""
-    cfg = vlm.model.config
-    deepstack = len(getattr(getattr(cfg, "vision_config", None), "deepstack_visual_indexes", None) or ())
-    width = vlm.text_config.hidden_size
-    return n_visual * width * (1 + deepstack) * torch.empty((), dtype=vlm.dtype).element_size()
+def vision_bytes(config, element_size: int, n_visual: int) -> int:
+    """Estimated bytes a replay holds for ``n_visual`` visual tokens of a VLM with this ``config``: the
+    projector's outputs in the LLM width, plus one feature set per DeepStack layer (Qwen3-VL)."""
+    text = getattr(config, "text_config", None) or config
+    deepstack = len(getattr(getattr(config, "vision_config", None), "deepstack_visual_indexes", None) or ())
+    return n_visual * text.hidden_size * (1 + deepstack) * element_size

@@ -28,6 +28,7 @@ def group_payload(model_spec, cells, store: RunStore) -> dict:
         "model": asdict(model_spec),
         "cells": [cell.as_dict() for cell in cells],
         "latency": store.latency_plan().as_dict(),
+        "execution": store.execution_plan().as_dict(),
         "existing": {cell.id: _state(store.cell(cell)) for cell in cells},
     }
 
@@ -48,7 +49,8 @@ def run_detached(payload: dict, warmup: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="tokenprune-") as tmp:
         scratch = RunStore(tmp)
         scratch.init(None, {})
-        scratch.write_run({"latency": payload["latency"], "specs": []})  # the run's latency settings
+        # the run's latency settings and execution
+        scratch.write_run({"latency": payload["latency"], "execution": payload.get("execution"), "specs": []})
         for cell in cells:
             cs = scratch.cell(cell)
             cs.prepare()

@@ -222,12 +222,19 @@ def _sharing_plan(vlm, sharing: list[Member], inputs, cap: int, notes: set):
     """(leader, prune layers it records for the others, whether vision is shared), within ``cap`` bytes."""
     from ..engine.shared_prefix import prefix_bytes
     from ..engine.shared_vision import vision_bytes
+    from ..flops import LLMShape
 
     if not sharing or inputs is None:
         return None, [], False
     ids = inputs["input_ids"]
     batch, length = ids.shape
-    held = vision_bytes(vlm, sum(vlm.count_visual(row) for row in ids))
+    size = vlm.dtype.itemsize
+    held = vision_bytes(vlm.model.config, size, sum(vlm.count_visual(row) for row in ids))
+    shape = LLMShape.from_config(vlm.model.config)
+
+    def prefix(depths):
+        return prefix_bytes(shape, size, batch, length, depths)
+
     if held > cap:
         _note(notes, "vision", f"the vision features of a batch (~{_mib(held)} MiB) exceed execution.max_shared_mb "
                      f"({_mib(cap)} MiB): every cell runs its own vision tower and layers")
@@ -243,8 +250,8 @@ def _sharing_plan(vlm, sharing: list[Member], inputs, cap: int, notes: set):
     wanted = sorted({m.k for m in vanilla + llm if m is not leader})
     depths = []
     for k in wanted:  # shallow prefixes first: they serve the most for the least memory
-        if held + prefix_bytes(vlm, batch, length, depths + [k]) > cap:
-            _note(notes, ("prefix", k), f"sharing layers below {k} would hold ~{_mib(held + prefix_bytes(vlm, batch, length, wanted))} "
+        if held + prefix(depths + [k]) > cap:
+            _note(notes, ("prefix", k), f"sharing layers below {k} would hold ~{_mib(held + prefix(wanted))} "
                          f"MiB per batch, over execution.max_shared_mb ({_mib(cap)} MiB): cells pruning at "
                          f"layer {k} or deeper compute their own layers")
             break
