@@ -39,6 +39,7 @@ class _Plugin:
     def register_benchmarks(register):
         register(CountingBench)
         register(ImageBench)
+        register(TinyImages)
 
     @staticmethod
     @tp.hookimpl
@@ -69,3 +70,23 @@ class ImageBench(CountingBench):
             yield s
 
 
+
+
+class TinyImages(CountingBench):
+    """tiny_models' samples: prompts of different lengths, images of several sizes (so dynamic-resolution
+    models give samples different token counts). Scored by the answer's length in words."""
+
+    name = "tiny_images"
+    SIZES = [(42, 42), (56, 28), (28, 56), (56, 56)]
+
+    def samples(self):
+        import tiny_models
+
+        items = tiny_models.samples(self.cfg.n, image_sizes=self.SIZES)
+        yield from items[: self.cfg.limit] if self.cfg.limit else items
+
+    def score(self, sample, prediction):
+        return {"words": float(len(prediction.split()))}
+
+    def aggregate(self, records):
+        return {"accuracy": sum(r["score"]["words"] for r in records) / max(1, len(records))}

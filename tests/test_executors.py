@@ -76,7 +76,7 @@ def test_an_executor_that_breaks_the_contract_fails_the_check(tmp_path):
     message = str(caught.value)
     assert "executor 'forgets_latency' left another store than local after a fresh run" in message
     assert re.search(r"\(a \| random \| shapes\): latency.jsonl only under local", message)
-    assert re.search(r"metrics.json latency source: \"samples\" under forgets_latency, "
+    assert re.search(r"metrics.json latency source: \"samples-shared\" under forgets_latency, "
                      r"\"latency-subset\" under local", message)
     assert "error.json" not in message and "samples.jsonl" not in message  # the rest agrees
 

@@ -6,61 +6,23 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
-import tokenprune as tp
-from tokenprune import registry
-from tokenprune.benchmarks import Benchmark
 from tokenprune.bench.sweep import comparable, differences, run_mode, sweep_grid
 from tokenprune.cli import main
 from tokenprune.engine.shared_prefix import PrefixMismatch, PrefixRecorder, PrefixReplay, prefix_bytes
 from tokenprune.engine.shared_vision import VisionReplay, vision_bytes
 from tokenprune.errors import ConfigError
 from tokenprune.flops import LLMShape
-from tokenprune.plugins import pm
 from tokenprune.runner.spec import group_by_model
 from tokenprune.runner.store import RunStore
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny_models  # noqa: E402
+from runner_fakes import TinyImages, fake_plugin  # noqa: E402,F401
 
-SIZES = [(42, 42), (56, 28), (28, 56), (56, 56)]  # different sizes: different token counts on dynamic models
-
-
-class TinyImages(Benchmark):
-    """Test-only: tiny_models' samples (prompts of different lengths, images of several sizes)."""
-
-    name = "tiny_images"
-    params = {"n": tp.Param(6, "number of samples", int, min=1)}
-    max_new_tokens = 3
-
-    def samples(self):
-        items = tiny_models.samples(self.cfg.n, image_sizes=SIZES)
-        yield from items[: self.cfg.limit] if self.cfg.limit else items
-
-    def score(self, sample, prediction):
-        return {"words": float(len(prediction.split()))}
-
-    def aggregate(self, records):
-        return {"accuracy": sum(r["score"]["words"] for r in records) / max(1, len(records))}
-
-
-class _Plugin:
-    @staticmethod
-    @tp.hookimpl
-    def register_benchmarks(register):
-        register(TinyImages)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def tiny_bench():
-    plugin = _Plugin()
-    pm.register(plugin, name="sample-major-bench")
-    registry.clear_caches()
-    yield
-    pm.unregister(plugin)
-    registry.clear_caches()
+SIZES = TinyImages.SIZES
+pytestmark = pytest.mark.usefixtures("fake_plugin")  # registers the tiny_images benchmark
 
 
 # K=1 (attention of all queries), K=2 (last-token attention; text keys and states), K=3 (keys and states),
