@@ -30,7 +30,7 @@ from .phases import PHASES, PhaseClock
 MODES = ("cell", "sample")
 RECORD_TIMING = ("timings",)  # per-sample fields that are measurements, not results
 METRIC_TIMING = ("latency", "latency_accuracy_pass", "environment", "memory")
-BUSY_SHARE = 0.6  # a 1-minute load average above this share of the CPUs makes the timings no evidence
+BUSY_SHARE = 0.25  # other processes busy on more than this share of the CPUs: the timings are no evidence
 
 
 def sweep_grid(path: Path, mode: str, limit: int | None = None):
@@ -53,15 +53,17 @@ def run_mode(grid, out: Path, models: dict, phases: bool = False) -> dict:
     store.init(grid.path, grid.raw)
     seconds = dict.fromkeys(PHASES, 0.0)
     status = {}
+    meter = timing.LoadMeter()  # CPUs other processes kept busy meanwhile
     start = time.perf_counter()
-    for model_spec, cells in group_by_model(grid.cells):
-        vlm = models[model_spec.key()]
-        clock = PhaseClock(vlm, _first_prune_layer(cells)) if phases else nullcontext()
-        with clock:
-            status.update(run_group(model_spec, cells, store, warmup=grid.latency_warmup, vlm=vlm))
-        if phases:
-            for k, v in clock.seconds.items():
-                seconds[k] += v
+    with meter.span():
+        for model_spec, cells in group_by_model(grid.cells):
+            vlm = models[model_spec.key()]
+            clock = PhaseClock(vlm, _first_prune_layer(cells)) if phases else nullcontext()
+            with clock:
+                status.update(run_group(model_spec, cells, store, warmup=grid.latency_warmup, vlm=vlm))
+            if phases:
+                for k, v in clock.seconds.items():
+                    seconds[k] += v
     wall = time.perf_counter() - start
     failed = [cs.cell.describe() for cs in store.cells() if status.get(cs.cell.id) == "failed"]
     if failed:
@@ -70,7 +72,8 @@ def run_mode(grid, out: Path, models: dict, phases: bool = False) -> dict:
     out_phases = {k: round(v, 4) for k, v in seconds.items()} if phases else None
     if out_phases is not None:
         out_phases["rest"] = round(wall - sum(seconds.values()), 4)
-    return {"wall_s": wall, "phases": out_phases}
+    other = meter.other_cpus()
+    return {"wall_s": wall, "phases": out_phases, "other_cpu_load": None if other is None else round(other, 3)}
 
 
 def _first_prune_layer(cells) -> int:
@@ -166,15 +169,17 @@ def run(path, *, limit: int | None = None, repeats: int = 1, phases: bool = Fals
             "samples_per_cell": sorted({len(c["records"]) for c in reference.values()}),
             "batch_size": sorted({c.batch_size for c in cells}), "limit": limit, "repeats": repeats,
             "identical": not diffs, "differences": diffs, "speedup": speedup, "rows": summary, "runs": runs,
-            "load_average_1min": loads, "busy": _busy(loads)}
+            "load_average_1min": loads, "other_cpu_load": [r["other_cpu_load"] for r in runs],
+            "busy": _busy(runs)}
 
 
 def _load_average():
     return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
-def _busy(loads) -> bool | None:
-    known = [v for v in loads if v is not None]
+def _busy(runs) -> bool | None:
+    """Whether other processes kept more than BUSY_SHARE of the CPUs busy during any timed run."""
+    known = [r["other_cpu_load"] for r in runs if r.get("other_cpu_load") is not None]
     return None if not known else max(known) > BUSY_SHARE * timing.usable_cpus()
 
 
@@ -194,7 +199,14 @@ def summary_lines(result: dict) -> list[str]:
         f"sample-major: {sample['wall_s']:.2f} s, {sample['ms_per_answer']:.2f} ms per answer",
         f"speed-up: {speedup_text(result['speedup'])}",
         f"results: {same}",
+        f"host: other processes kept {_loads(result)} CPUs busy during the timed runs"
+        + (" (busy: these timings are no evidence)" if result["busy"] else ""),
     ]
+
+
+def _loads(result: dict) -> str:
+    known = [v for v in result["other_cpu_load"] if v is not None]
+    return "an unknown number of" if not known else " / ".join(f"{v:.2f}" for v in known)
 
 
 def markdown(result: dict, legend: str = "") -> str:
@@ -212,13 +224,15 @@ def markdown(result: dict, legend: str = "") -> str:
                  "selection, scoring, records).\n\n")
         body += markdown_table(rows, ["mode", *PHASES, "rest"])
     if result.get("busy"):
-        body += ("\n**The host was busy** (1-minute load average "
-                 f"{result['load_average_1min']}): these timings are not evidence.\n")
+        body += ("\n**The host was busy**: other processes kept "
+                 f"{max(v for v in result['other_cpu_load'] if v is not None):.2f} CPUs busy during a timed run, over "
+                 f"{BUSY_SHARE:g} of the {timing.usable_cpus()} CPUs: these timings are not evidence.\n")
     return legend + body
 
 
 def write(result: dict, out_dir, environment: dict) -> tuple[Path, Path]:
     from . import report
 
-    env = {**environment, "load_average_1min": result["load_average_1min"], "busy": result["busy"]}
+    env = {**environment, "load_average_1min": result["load_average_1min"],
+           "other_cpu_load": result["other_cpu_load"], "busy": result["busy"]}
     return report.write(out_dir, f"sweep_{result['name']}", {"environment": env, **result}, markdown(result))
