@@ -98,16 +98,19 @@ class Member:
         self.run = run
         cell = run.cell
         self.strategy = None if cell.strategy == "vanilla" else get_strategy(cell.strategy, **cell.params)
-        self.k = None
-        if self.strategy is None:
-            self.kind, self.k = "vanilla", depth - 1  # another vanilla cell replays all layers but the last
-        elif self.strategy.stage == "input":
-            self.kind = "input"
-        elif self.strategy.stage == "llm" and not isinstance(self.strategy, TwoStage):
-            self.kind, self.k = "llm", self.strategy.prune_layer
-        else:
-            self.kind = "pre_llm"
+        self.kind, self.k = self.kind_of(self.strategy, depth)
         self.failed = False
+
+    @staticmethod
+    def kind_of(strategy, depth: int) -> tuple[str, int | None]:
+        """(kind, the layer the cell can start at) of ``strategy`` (None: vanilla) on an LLM of ``depth`` layers."""
+        if strategy is None:
+            return "vanilla", depth - 1  # a vanilla cell that does not lead replays all layers but the last
+        if strategy.stage == "input":
+            return "input", None
+        if strategy.stage == "llm" and not isinstance(strategy, TwoStage):
+            return "llm", strategy.prune_layer
+        return "pre_llm", None
 
     def attach(self, vlm):
         return _pruning(vlm, self.run.cell, self.strategy)
@@ -148,12 +151,15 @@ def run_cells(vlm, todo: list, *, warmup: int, progress, max_load: float, plan: 
     return status
 
 
+def stream_key(cell) -> str:
+    """Cells with the same key see the same batches: same benchmark (and options), batch size and generation."""
+    return canonical_json([cell.benchmark, cell.benchmark_options, cell.batch_size, cell.generation])
+
+
 def _streams(members: list[Member]) -> list[list[Member]]:
-    """Cells that see the same batches: same benchmark (and options), batch size and generation."""
     groups: dict[str, list[Member]] = {}
     for m in members:
-        c = m.run.cell
-        groups.setdefault(canonical_json([c.benchmark, c.benchmark_options, c.batch_size, c.generation]), []).append(m)
+        groups.setdefault(stream_key(m.run.cell), []).append(m)
     return list(groups.values())
 
 
@@ -239,15 +245,10 @@ def _sharing_plan(vlm, sharing: list[Member], inputs, cap: int, notes: set):
         _note(notes, "vision", f"the vision features of a batch (~{_mib(held)} MiB) exceed execution.max_shared_mb "
                      f"({_mib(cap)} MiB): every cell runs its own vision tower and layers")
         return None, [], False
-    vanilla = [m for m in sharing if m.kind == "vanilla"]
-    llm = [m for m in sharing if m.kind == "llm"]
-    if vanilla:
-        leader = vanilla[0]
-    elif llm:
-        leader = max(llm, key=lambda m: m.k)  # the first of the deepest: it computes what the others skip
-    else:
+    lead, wanted = prefix_plan([(m.kind, m.k) for m in sharing])
+    if lead is None:
         return None, [], True
-    wanted = sorted({m.k for m in vanilla + llm if m is not leader})
+    leader = sharing[lead]
     depths = []
     for k in wanted:  # shallow prefixes first: they serve the most for the least memory
         if held + prefix(depths + [k]) > cap:
@@ -257,6 +258,18 @@ def _sharing_plan(vlm, sharing: list[Member], inputs, cap: int, notes: set):
             break
         depths.append(k)
     return leader, depths, True
+
+
+def prefix_plan(kinds: list[tuple[str, int | None]]) -> tuple[int | None, list[int]]:
+    """Given each cell's (kind, k) (Member.kind_of), the index of the cell that leads the prefix (the first
+    vanilla cell, else the first of the deepest llm-stage ones: it computes what the others skip) and the
+    layers the others start at; (None, []) when no cell has a prefix to share."""
+    candidates = [i for i, (kind, _) in enumerate(kinds) if kind in ("vanilla", "llm")]
+    if not candidates:
+        return None, []
+    vanilla = [i for i in candidates if kinds[i][0] == "vanilla"]
+    lead = vanilla[0] if vanilla else max(candidates, key=lambda i: kinds[i][1])
+    return lead, sorted({kinds[i][1] for i in candidates if i != lead})
 
 
 def _vision_replay(vlm, inputs, share: bool):
