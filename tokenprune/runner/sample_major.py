@@ -172,6 +172,9 @@ def _run_stream(vlm, stream: list[Member], progress, cap: int, notes: set):
             batches.setdefault(tuple(s.id for s in batch), (batch, []))[1].append(m)
     first = stream[0].run.cell
     total = sum(len(b) * len(ms) for b, ms in batches.values())
+    # its cells finish together at the end: say what runs now
+    progress.note(f"{first.model.label} on {first.benchmark}: {len(stream)} cells run sample-major, "
+                  f"{len(batches)} batches")
     bar = progress.samples(first, total=total, desc=f"{first.model.label} | {len(stream)} cells | {first.benchmark}")
     for key in sorted(batches, key=lambda ids: order[ids[0]]):
         batch, members = batches[key]
