@@ -122,8 +122,8 @@ def _add_bench_parsers(sub):
                                                        "the unpruned model",
                          description="Prefill and decode time, peak memory and speed-up of pruned inference "
                                      "against the unpruned model, beside the FLOPs bound.")
-    e.add_argument("--arch", help="llava-1.5-7b, qwen2-vl-7b (random weights from the config) or zoo:NAME "
-                                  "(default zoo:shapes-llava-144)")
+    e.add_argument("--arch", help="llava-1.5-7b, llava-mid, qwen2-vl-7b (random weights from the config), "
+                                  "zoo:NAME or a checkpoint path (default zoo:shapes-llava-144)")
     e.add_argument("--budgets", help="comma list of kept visual tokens (default: 1/3, 2/9 and 1/9 of the image's)")
     e.add_argument("--devices", help="comma list; the last one is used (default: cuda when present, else cpu)")
     e.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 (default bfloat16 on cuda, "

@@ -1,6 +1,8 @@
 """`tokenprune bench select|e2e`: run, print a table, write JSON + markdown under reports/bench/."""
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from ..errors import TokenpruneError
@@ -30,18 +32,30 @@ def bench_command(args) -> int:
         cols = ["strategy", "shape", "N", "budget", "batch", "device", "dtype", "median_ms", "p90_ms"]
         stem = "select"
     else:
-        from .e2e import run as run_e2e
+        from .e2e import LEGEND, busy, run as run_e2e
 
-        rows = run_e2e(arch=args.arch or "zoo:shapes-llava-144", strategies=_list(args.strategies),
-                       budgets=[int(b) for b in _list(args.budgets)] if args.budgets else None,
-                       devices=devices, repeats=args.repeats, warmup=args.warmup, dtype=args.dtype)
-        cols = ["arch", "strategy", "budget", "device", "dtype", "attn", "prefill_ms", "prefill_p90_ms",
-                "decode_ms_per_token", "peak_mem_mb", "speedup", "flops_speedup", "speedup_vs_flops_limit",
-                "select_ms", "select_share"]
+        rows, conditions = run_e2e(arch=args.arch or "zoo:shapes-llava-144", strategies=_list(args.strategies),
+                                   budgets=[int(b) for b in _list(args.budgets)] if args.budgets else None,
+                                   devices=devices, repeats=args.repeats, warmup=args.warmup, dtype=args.dtype)
+        cols = ["arch", "strategy", "budget", "layer", "kept", "prefill_ms", "prefill_p90_ms", "decode_ms_per_token",
+                "peak_mem_mb", "select_ms", "select_share", "speedup", "flops_speedup", "vs_flops",
+                "expected_speedup", "vs_expected", "llm_flops_speedup"]
         stem = f"e2e_{(args.arch or 'zoo').replace(':', '_').replace('/', '_')}"
     table = report.markdown_table(rows, cols)
     print(table)
-    env = report.environment((devices or ["cpu"])[-1])
+    if args.what == "e2e":
+        table = f"{LEGEND}\n{table}"
+    device = (devices or ["cpu"])[-1]
+    env = report.environment(device)
+    if args.what == "e2e":
+        first = rows[0]
+        env.update(arch=first["arch"], dtype=first["dtype"], attn=first["attn"], flops_scope=first["flops_scope"],
+                   **conditions)
+        own = torch.get_num_threads() if device == "cpu" else 1
+        env["busy"] = busy(conditions, own)
+        if env["busy"]:
+            print(f"warning: other work loaded the machine while timing (1-minute load average "
+                  f"{conditions['load_average_1min']}); these timings are not evidence", file=sys.stderr)
     json_path, md_path = report.write(args.out, stem, {"environment": env, "rows": rows}, table)
     print(f"written: {json_path}, {md_path}")
     return 0
