@@ -46,6 +46,8 @@ def test_e2e_bench_sets_speed_beside_flops(tmp_path):
     assert [r["strategy"] for r in rows] == ["vanilla", "limit", "random", "downsample"]
     assert env["rounds"] == 2 and set(env["load_average_1min"]) == {"before", "after_warmup", "max", "end"}
     assert env["flops_scope"] == "vision+llm" and 0 < env["vision_flops_share"] < 1
+    n_total = max(int(n) for n in env["llm_alone_ms"])  # the LLM alone, timed unpruned and at the pruned length
+    assert len(env["llm_alone_ms"]) >= 2 and all(ms > 0 for ms in env["llm_alone_ms"].values())
     downsample = rows[-1]
     assert downsample["select_ms"] >= 0 and downsample["budget"] == 9  # measured like any strategy
     # a smaller image: the vision tower's FLOPs shrink too, so the whole prefill gains more than the LLM alone
@@ -58,8 +60,13 @@ def test_e2e_bench_sets_speed_beside_flops(tmp_path):
     expected = rows[0]["prefill_ms"] / (rows[0]["prefill_ms"] / pruned["flops_speedup"] + pruned["select_ms"])
     assert pruned["expected_speedup"] == pytest.approx(expected) and pruned["expected_speedup"] < pruned["flops_speedup"]
     assert pruned["prefill_ms"] > 0 and pruned["decode_ms_per_token"] > 0
-    assert "expected_speedup = vanilla_ms / (vanilla_ms / flops_speedup + select_ms)" in next(
-        tmp_path.glob("e2e_*.md")).read_text()
+    assert rows[0]["vision_ms"] > 0 and pruned["no_engine_speedup"] > 0
+    assert pruned["vs_no_engine"] == pruned["speedup"] / pruned["no_engine_speedup"]
+    alone = {int(n): ms for n, ms in env["llm_alone_ms"].items()}
+    kept_total = n_total - rows[0]["budget"] + 9
+    base = rows[0]["prefill_ms"]
+    assert pruned["no_engine_speedup"] == pytest.approx(base / (base - alone[n_total] + alone[kept_total]))
+    assert "expected_speedup =" in next(tmp_path.glob("e2e_*.md")).read_text()
 
 
 def test_e2e_pairs_every_pruned_run_with_a_vanilla_run_and_rotates_the_order():
@@ -76,11 +83,15 @@ def test_e2e_pairs_every_pruned_run_with_a_vanilla_run_and_rotates_the_order():
             log.append((case.name, keep))
             return {"a": 1.0, "b": 0.5}[case.name]
 
+        def llm_alone(self, n):
+            log.append(("alone", n))
+
     cases = [Case("a"), Case("b")]
-    base, conditions = measure(FakeBench(), cases, repeats=2, warmup=1, load_before=0.5)
+    base, conditions = measure(FakeBench(), cases, repeats=2, warmup=1, lengths=lambda: [30, 9], load_before=0.5)
     assert log == [("vanilla", False), ("a", False), ("b", False),
-                   ("vanilla", True), ("a", True), ("vanilla", True), ("b", True),  # round 0
-                   ("vanilla", True), ("b", True), ("vanilla", True), ("a", True)]  # round 1: order rotated
+                   ("vanilla", True), ("a", True), ("vanilla", True), ("b", True), ("alone", 30), ("alone", 9),
+                   ("vanilla", True), ("b", True), ("vanilla", True), ("a", True),  # order rotated
+                   ("alone", 30), ("alone", 9)]
     assert cases[0].ratios == [2.0, 2.0] and cases[1].ratios == [4.0, 4.0]
     assert conditions["load_average_1min"]["before"] == 0.5 and conditions["rounds"] == 2
 

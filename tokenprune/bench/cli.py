@@ -37,9 +37,9 @@ def bench_command(args) -> int:
         rows, conditions = run_e2e(arch=args.arch or "zoo:shapes-llava-144", strategies=_list(args.strategies),
                                    budgets=[int(b) for b in _list(args.budgets)] if args.budgets else None,
                                    devices=devices, repeats=args.repeats, warmup=args.warmup, dtype=args.dtype)
-        cols = ["arch", "strategy", "budget", "layer", "kept", "prefill_ms", "prefill_p90_ms", "decode_ms_per_token",
-                "peak_mem_mb", "select_ms", "select_share", "speedup", "flops_speedup", "vs_flops",
-                "expected_speedup", "vs_expected", "llm_flops_speedup"]
+        cols = ["arch", "strategy", "budget", "layer", "kept", "prefill_ms", "prefill_p90_ms", "vision_ms",
+                "decode_ms_per_token", "peak_mem_mb", "select_ms", "speedup", "flops_speedup", "vs_flops",
+                "expected_speedup", "vs_expected", "no_engine_speedup", "vs_no_engine", "llm_flops_speedup"]
         stem = f"e2e_{(args.arch or 'zoo').replace(':', '_').replace('/', '_')}"
     table = report.markdown_table(rows, cols)
     print(table)

@@ -1,38 +1,37 @@
 """`tokenprune bench e2e`: prefill/TTFT, decode ms per token and peak memory with and without pruning.
 
-Each strategy's measured prefill speed-up is set beside the FLOPs-predicted one and beside
-`limit`: a zero-cost strategy that hands layer K the same number of tokens (what a model that
-simply receives the kept tokens from layer K on would cost, engine gathers included).
+Each strategy's measured prefill speed-up is set beside two references (see predict.py): the
+FLOPs-predicted one, and the one the same model reaches on the kept tokens without the engine.
+`limit`, a zero-cost strategy that hands layer K the same number of tokens, shows what is left
+once selection costs nothing.
 
-Timing under a shared machine: every pruned run is paired with a vanilla run just before it;
-the pairs of all configurations are interleaved round by round (order rotated each round) after
+Timing on a shared machine: every pruned run is paired with a vanilla run just before it; the
+pairs of all configurations are interleaved round by round (order rotated each round) after
 warm-up runs, and a row's speed-up is the median over rounds of its pairs' ratios, so slow drifts
 of the machine's load cancel. The 1-minute load average is sampled every round and reported.
-
-The prediction compares like with like: the measured prefill runs the vision tower, the projector
-and the LLM, so the FLOPs-predicted speed-up is (V + F) / (V' + F') with V the vision tower and
-projector FLOPs (flops.VisionShape; V' differs only for input-stage strategies, which shrink the
-image) and F, F' the LLM prefill FLOPs unpruned and pruned (`llm_flops_speedup` is F / F' alone).
-With the strategy's own cost: expected = vanilla / (vanilla / predicted + select time).
 """
 from __future__ import annotations
 
 import os
 import statistics
+import time
 from dataclasses import dataclass, field
 
 import torch
 from PIL import Image
 
-from .. import flops
 from ..benchmarks.base import Sample
 from ..engine import apply
+from ..engine.vision_timer import VisionTimer
 from ..selection import Selection
 from ..strategy import Strategy
-from ..timing import peak_memory_bytes, percentile
+from ..timing import peak_memory_bytes, percentile, synchronize
+from .predict import LEGEND, Prediction
 
 PROMPT = ("describe the picture . what is in this image ? how many are there ? " * 4).strip()
 BUSY_LOAD = 1.2  # 1-minute load average of other work above which timings are flagged as taken under load
+
+__all__ = ["LEGEND", "busy", "run"]
 
 
 class ZeroCostLimit(Strategy):
@@ -82,19 +81,32 @@ class Case:
     prefill: list = field(default_factory=list)
     decode: list = field(default_factory=list)
     select: list = field(default_factory=list)
+    vision: list = field(default_factory=list)  # vision tower seconds of each run
     ratios: list = field(default_factory=list)  # vanilla prefill of the paired run / this prefill
     peak: int = 0
-    record: dict | None = None  # the first run's record: counts the FLOPs prediction uses
+    record: dict | None = None  # the first run's record: the counts the references use
     visual: int = 0  # visual tokens of the inputs it ran on
     total: int = 0  # prompt length of those inputs
 
+    @property
+    def layer(self) -> int | None:
+        """Where the LLM first sees fewer tokens: K, 0 (before the LLM), None (vanilla)."""
+        if self.strategy is None:
+            return None
+        return self.strategy.prune_layer if self.strategy.stage == "llm" else 0
+
 
 class Bench:
-    """Runs generate() on one sample with and without pruning, and keeps each case's timings."""
+    """Runs generate() on one sample with and without pruning, and the LLM alone on a given number of tokens."""
 
     def __init__(self, vlm, sample: Sample, new_tokens: int):
         self.vlm, self.sample, self.new_tokens = vlm, sample, new_tokens
         self.inputs = vlm.build_inputs([sample])
+        self.timer = VisionTimer(vlm)
+        with torch.inference_mode():  # the prompt's own embeddings, for the LLM-alone runs
+            ids = self.inputs["input_ids"].to(vlm.device)
+            self.embeds = vlm.language_model.get_input_embeddings()(ids)
+        self.alone: dict[int, list[float]] = {}
 
     def _generate(self, inputs, case: Case, keep: bool):
         cuda = self.vlm.device.type == "cuda"
@@ -111,7 +123,16 @@ class Bench:
         return prefill
 
     def vanilla(self, case: Case, keep: bool = True) -> float:
-        return self._generate(self.inputs, case, keep)
+        hooks = self.timer.attach()  # timed like a pruned run's tower (the handle attaches the same timer)
+        try:
+            prefill = self._generate(self.inputs, case, keep)
+        finally:
+            for h in hooks:
+                h.remove()
+        if keep:
+            case.vision.append(self.timer.seconds)
+        self.timer.seconds = 0.0
+        return prefill
 
     def pruned(self, case: Case, keep: bool = True) -> float:
         with apply(self.vlm, case.strategy, budget=case.budget) as handle:
@@ -122,25 +143,29 @@ class Bench:
                 case.record = case.record or dict(handle.records[0])
                 if keep:
                     case.select.append(handle.records[0]["select_s"])
+                    case.vision.append(handle.records[0]["vision_s"])
         return prefill
 
-
-LEGEND = """\
-speedup: median over rounds of (paired vanilla prefill / this prefill). flops_speedup: predicted
-whole-prefill speed-up (V + F) / (V' + F'), V = vision tower + projector FLOPs, F = LLM prefill FLOPs
-(flops_scope says whether V is counted; llm_flops_speedup = F / F'). vs_flops = speedup / flops_speedup.
-expected_speedup = vanilla_ms / (vanilla_ms / flops_speedup + select_ms): the prediction with the
-strategy's own selection time; vs_expected = speedup / expected_speedup. kept: tokens kept from layer K
-(0 = before the LLM).
-"""
+    def llm_alone(self, n: int) -> float:
+        """Seconds the LLM takes on the first n prompt embeddings with no engine attached (kept in ``alone``)."""
+        with torch.inference_mode():
+            synchronize(self.vlm.device)
+            start = time.perf_counter()
+            self.vlm.language_model(inputs_embeds=self.embeds[:, :n], use_cache=False)
+            synchronize(self.vlm.device)
+        seconds = time.perf_counter() - start
+        self.alone.setdefault(n, []).append(seconds)
+        return seconds
 
 
 def _load_average() -> float | None:
     return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
-def measure(bench: Bench, cases: list[Case], repeats: int, warmup: int, load_before=None) -> tuple[Case, dict]:
-    """Warm up, then ``repeats`` rounds of (vanilla, case) pairs over every case, rotating the order."""
+def measure(bench: Bench, cases: list[Case], repeats: int, warmup: int, lengths=lambda: (),
+            load_before=None) -> tuple[Case, dict]:
+    """Warm up, then ``repeats`` rounds: (vanilla, case) pairs over every case in an order rotated each
+    round, then the LLM alone at every length in ``lengths()``."""
     base = Case("vanilla")
     for _ in range(warmup):
         bench.vanilla(base, keep=False)
@@ -154,6 +179,8 @@ def measure(bench: Bench, cases: list[Case], repeats: int, warmup: int, load_bef
             case.ratios.append(v / bench.pruned(case))
         if not cases:
             bench.vanilla(base)
+        for n in lengths():
+            bench.llm_alone(n)
         loads.append(_load_average())
     seen = [x for x in loads if x is not None]
     conditions = {"rounds": repeats, "warmup_runs": warmup, "pairing": "each pruned run after its own vanilla run",
@@ -165,43 +192,12 @@ def measure(bench: Bench, cases: list[Case], repeats: int, warmup: int, load_bef
 def _timings(case: Case) -> dict:
     out = {"prefill_ms": statistics.median(case.prefill) * 1e3, "prefill_p90_ms": percentile(case.prefill, 90) * 1e3,
            "decode_ms_per_token": statistics.median(case.decode) * 1e3, "peak_mem_mb": case.peak / 2**20}
+    if case.vision:
+        out["vision_ms"] = statistics.median(case.vision) * 1e3
     if case.select:
         out["select_ms"] = statistics.median(case.select) * 1e3
         out["select_share"] = out["select_ms"] / out["prefill_ms"]
     return out
-
-
-class Prediction:
-    """FLOPs of a whole prefill (vision tower + projector + LLM) for the bench sample, pruned or not."""
-
-    def __init__(self, vlm, total: int, visual: int):
-        config = vlm.model.config
-        self.llm = flops.LLMShape.from_config(config)
-        self.vision = flops.VisionShape.from_config(config)
-        self.merge = self.vision.merge if self.vision else 1
-        self.full_llm = flops.prefill_flops(self.llm, flops.alive_per_layer(self.llm, total, visual, visual, None))
-        self.full_vision = self._vision(visual)
-
-    def _vision(self, visual: int) -> int:
-        return self.vision.flops([visual * self.merge]) if self.vision else 0
-
-    @property
-    def scope(self) -> str:
-        return "vision+llm" if self.vision else "llm"
-
-    @property
-    def vision_share(self) -> float:
-        return self.full_vision / (self.full_vision + self.full_llm)
-
-    def speedups(self, case: Case, layer: int) -> tuple[float, float]:
-        """(whole-prefill, LLM-only) predicted speed-ups of a case, from the counts its record holds."""
-        rec = case.record or {}
-        stage1 = (rec.get("info") or {}).get("stage1_count")
-        kept = rec.get("count", case.budget)
-        llm = flops.prefill_flops(self.llm, flops.alive_per_layer(self.llm, case.total, case.visual, kept, layer,
-                                                                  stage1))
-        whole = (self.full_vision + self.full_llm) / (self._vision(case.visual) + llm)
-        return whole, self.full_llm / llm
 
 
 def run(arch="zoo:shapes-llava-144", strategies=None, budgets=None, devices=None, repeats=5, warmup=2,
@@ -221,30 +217,34 @@ def run(arch="zoo:shapes-llava-144", strategies=None, budgets=None, devices=None
     bench = Bench(vlm, sample, new_tokens)
     n_total = int(bench.inputs["input_ids"].shape[1])
     n_visual = vlm.count_visual(bench.inputs["input_ids"][0])
+    predict = Prediction(vlm, n_total, n_visual)
     names = strategies or [n for n in list_strategies() if n != "vanilla"]
     n_layers = len(vlm.decoder_layers)
     cases = [Case(name, ZeroCostLimit() if name == "limit" else _fitted(get_strategy(name), n_layers), budget)
              for budget in budgets or [max(1, round(n_visual * r)) for r in (1 / 3, 2 / 9, 1 / 9)]
              for name in ["limit", *names]]
-    base, conditions = measure(bench, cases, repeats, warmup, load_before)
-    predict = Prediction(vlm, n_total, n_visual)
+
+    def lengths():
+        return sorted({n_total, *(n for c in cases if c.record for n in predict.alive(c))})
+
+    base, conditions = measure(bench, cases, repeats, warmup, lengths, load_before)
     common = {"arch": arch, "device": device, "dtype": dtype, "attn": vlm.model.config._attn_implementation,
               "flops_scope": predict.scope}
     vanilla = _timings(base)
+    alone_ms = {n: statistics.median(t) * 1e3 for n, t in bench.alone.items()}
     conditions["vision_flops_share"] = predict.vision_share
+    conditions["llm_alone_ms"] = alone_ms
     rows = [{**common, "strategy": "vanilla", "budget": n_visual, **vanilla, "speedup": 1.0, "flops_speedup": 1.0,
              "llm_flops_speedup": 1.0, "vs_flops": 1.0}]
     for case in cases:
-        layer = case.strategy.prune_layer if case.strategy.stage == "llm" else 0
         m = _timings(case)
         speedup = statistics.median(case.ratios)
-        predicted, llm_only = predict.speedups(case, layer)
-        row = {**common, "strategy": case.name, "budget": case.budget, "layer": layer,
-               "kept": (case.record or {}).get("count"), **m, "speedup": speedup, "flops_speedup": predicted,
-               "llm_flops_speedup": llm_only, "vs_flops": speedup / predicted}
-        if "select_ms" in m:
-            expected = vanilla["prefill_ms"] / (vanilla["prefill_ms"] / predicted + m["select_ms"])
-            row.update(expected_speedup=expected, vs_expected=speedup / expected)
+        row = {**common, "strategy": case.name, "budget": case.budget, "layer": case.layer,
+               "kept": (case.record or {}).get("count"), **m, "speedup": speedup,
+               **predict.references(case, vanilla, m, alone_ms)}
+        for ref in ("flops", "expected", "no_engine"):
+            if row.get(f"{ref}_speedup"):
+                row[f"vs_{ref}"] = speedup / row[f"{ref}_speedup"]
         rows.append(row)
     return rows, conditions
 
