@@ -211,3 +211,24 @@ def test_llava_mid_keeps_llava_15s_layout_and_vision_share():
         shares.append(vision / (vision + llm))
     assert shares[0] == pytest.approx(shares[1], abs=0.01)  # ~4 % of the prefill in the tower, as in LLaVA-1.5-7B
     assert len(mid.decoder_layers) == 16 and mid.model.config.text_config.hidden_size == 1024
+
+
+def test_hooks_bench_reports_the_engines_costs_per_call(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import tiny_models
+
+    ckpt = tiny_models.llava(layers=4).checkpoint
+    assert main(["bench", "hooks", "--arch", ckpt, "--strategies", "limit,divprune", "--budgets", "9",
+                 "--repeats", "2", "--out", str(tmp_path)]) == 0
+    rows = json.loads(next(tmp_path.glob("hooks_*.json")).read_text())["rows"]
+    by = {(r["strategy"], r["what"]): r for r in rows}
+    prefill = by[("limit", "engine hooks per prefill, select() taken out")]
+    assert prefill["us"] > 0 and prefill["torch_ops"] > 10  # gathers, masks, records: real work at the prune point
+    # one sample, SDPA, original positions: decode steps dispatch no torch operator in the engine's hooks
+    assert by[("limit", "engine hooks per decode step")]["torch_ops"] == 0
+    assert {("limit", "layer 3 hook at prefill"), ("limit", "layer 3 hook at decode")} <= set(by)
+    assert ("divprune", "layer 3 hook at decode") not in by  # pre_llm: no decoder-layer hooks
+    assert by[("divprune", "the strategy's select() per prefill")]["us"] > 0

@@ -92,7 +92,7 @@ ENVIRONMENT = """environment:
 
 
 def _add_bench_parsers(sub):
-    """`bench select` and `bench e2e`, each with its own flags and help."""
+    """`bench select`, `bench e2e` and `bench hooks`, each with its own flags and help."""
     timing = argparse.ArgumentParser(add_help=False)
     timing.add_argument("--strategies", help="comma list of strategy names (default: every registered strategy "
                                              "but vanilla)")
@@ -105,10 +105,12 @@ def _add_bench_parsers(sub):
                                                                "(default reports/bench)")
 
     p = sub.add_parser("bench", help="speed benchmarks: strategy selection, end-to-end pruned inference",
-                       description="Speed benchmarks. `tokenprune bench select --help` and "
-                                   "`tokenprune bench e2e --help` list each one's flags.")
-    kinds = p.add_subparsers(dest="what", required=True, metavar="{select,e2e}",
-                             help="select: time select() alone; e2e: time pruned inference end to end")
+                       description="Speed benchmarks. `tokenprune bench select --help`, "
+                                   "`tokenprune bench e2e --help` and `tokenprune bench hooks --help` list each "
+                                   "one's flags.")
+    kinds = p.add_subparsers(dest="what", required=True, metavar="{select,e2e,hooks}",
+                             help="select: time select() alone; e2e: time pruned inference end to end; "
+                                  "hooks: the engine's own cost")
     s = kinds.add_parser("select", parents=[timing], help="time each strategy's select() on LLaVA-1.5-7B and "
                                                           "Qwen2-VL-7B shaped inputs",
                          description="Time each strategy's select() on random inputs shaped like "
@@ -129,6 +131,17 @@ def _add_bench_parsers(sub):
     e.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 (default bfloat16 on cuda, "
                                                  "float32 on cpu)")
     e.set_defaults(func=_cmd_bench)
+    h = kinds.add_parser("hooks", parents=[timing], help="what the pruning engine's own hooks cost per prefill, "
+                                                         "per decode step and per layer",
+                         description="CPU time and torch operators of the engine's hooks in real generate() "
+                                     "calls (the strategy's select() apart), and hot-loop costs of one layer hook. "
+                                     "--strategies default: limit (a zero-cost selection at layer 2); "
+                                     "--repeats: generate() calls measured.")
+    h.add_argument("--arch", help="as for e2e (default zoo:shapes-llava-144)")
+    h.add_argument("--budgets", help="kept visual tokens; the first is used (default: 1/9 of the image's)")
+    h.add_argument("--devices", help="comma list; the last one is used (default cpu)")
+    h.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 (default float32)")
+    h.set_defaults(func=_cmd_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,7 +31,7 @@ from .predict import LEGEND, Prediction
 PROMPT = ("describe the picture . what is in this image ? how many are there ? " * 4).strip()
 BUSY_LOAD = 1.2  # 1-minute load average of other work above which timings are flagged as taken under load
 
-__all__ = ["LEGEND", "busy", "run"]
+__all__ = ["LEGEND", "bench_sample", "busy", "load", "run"]
 
 
 class ZeroCostLimit(Strategy):
@@ -55,7 +55,17 @@ def _fitted(strategy, n_layers: int):
     return strategy
 
 
-def _load(arch: str, device: str, dtype):
+def bench_sample(vlm) -> Sample:
+    """The one sample every bench run uses: PROMPT and a plain image at the model's native size."""
+    size = getattr(vlm, "bench_image_size", None)  # dynamic-resolution archs name their image size
+    if size is None:
+        side = vlm.model.config.vision_config.image_size
+        size = (side, side)
+    return Sample(id="bench", prompt=PROMPT, references="", images=[Image.new("RGB", size, (90, 140, 200))])
+
+
+def load(arch: str, device: str, dtype):
+    """A bench model: zoo:NAME or a checkpoint path (llava adapter), or a random-weight arch of archs.ARCHS."""
     from ..runner.execute import resolve_checkpoint
 
     if arch.startswith("zoo:") or "/" in arch:
@@ -208,13 +218,8 @@ def run(arch="zoo:shapes-llava-144", strategies=None, budgets=None, devices=None
     load_before = _load_average()  # before this process adds its own
     device = (devices or (["cuda"] if torch.cuda.is_available() else ["cpu"]))[-1]
     dtype = dtype or ("bfloat16" if device.startswith("cuda") else "float32")
-    vlm = _load(arch, device, dtype)
-    size = getattr(vlm, "bench_image_size", None)  # dynamic-resolution archs name their image size
-    if size is None:
-        side = vlm.model.config.vision_config.image_size
-        size = (side, side)
-    sample = Sample(id="bench", prompt=PROMPT, references="", images=[Image.new("RGB", size, (90, 140, 200))])
-    bench = Bench(vlm, sample, new_tokens)
+    vlm = load(arch, device, dtype)
+    bench = Bench(vlm, bench_sample(vlm), new_tokens)
     n_total = int(bench.inputs["input_ids"].shape[1])
     n_visual = vlm.count_visual(bench.inputs["input_ids"][0])
     predict = Prediction(vlm, n_total, n_visual)
