@@ -29,6 +29,8 @@ def test_bench_cli_writes_labelled_results(tmp_path, capsys):
 def test_bench_cli_rejects_unknown_shape(capsys):
     assert main(["bench", "select", "--shapes", "gpt5"]) == 2
     assert "unknown shape(s) ['gpt5']" in capsys.readouterr().err
+    assert main(["bench", "e2e", "--repeats", "0"]) == 2
+    assert "--repeats must be at least 1" in capsys.readouterr().err
 
 
 def test_e2e_bench_sets_speed_beside_flops(tmp_path):
@@ -46,8 +48,11 @@ def test_e2e_bench_sets_speed_beside_flops(tmp_path):
     assert [r["strategy"] for r in rows] == ["vanilla", "limit", "random", "downsample"]
     assert env["rounds"] == 2 and set(env["load_average_1min"]) == {"before", "after_warmup", "max", "end"}
     assert env["flops_scope"] == "vision+llm" and 0 < env["vision_flops_share"] < 1
-    n_total = max(int(n) for n in env["llm_alone_ms"])  # the LLM alone, timed unpruned and at the pruned length
-    assert len(env["llm_alone_ms"]) >= 2 and all(ms > 0 for ms in env["llm_alone_ms"].values())
+    alone = {int(n): r for n, r in env["llm_alone_ratio"].items()}  # the LLM alone at n tokens / at all of them
+    n_total = max(alone)
+    assert alone[n_total] == 1.0 and len(alone) >= 2 and all(r > 0 for r in alone.values())
+    shares = env["vanilla_time_shares"]
+    assert 0 < shares["vision"] < 1 and 0 < shares["llm"] < 1 and shares["vision"] + shares["llm"] < 1
     downsample = rows[-1]
     assert downsample["select_ms"] >= 0 and downsample["budget"] == 9  # measured like any strategy
     # a smaller image: the vision tower's FLOPs shrink too, so the whole prefill gains more than the LLM alone
@@ -62,10 +67,8 @@ def test_e2e_bench_sets_speed_beside_flops(tmp_path):
     assert pruned["prefill_ms"] > 0 and pruned["decode_ms_per_token"] > 0
     assert rows[0]["vision_ms"] > 0 and pruned["no_engine_speedup"] > 0
     assert pruned["vs_no_engine"] == pruned["speedup"] / pruned["no_engine_speedup"]
-    alone = {int(n): ms for n, ms in env["llm_alone_ms"].items()}
-    kept_total = n_total - rows[0]["budget"] + 9
-    base = rows[0]["prefill_ms"]
-    assert pruned["no_engine_speedup"] == pytest.approx(base / (base - alone[n_total] + alone[kept_total]))
+    kept_total = n_total - rows[0]["budget"] + 9  # random prunes before the LLM: every layer sees these
+    assert pruned["no_engine_speedup"] == pytest.approx(1 / (1 - shares["llm"] + shares["llm"] * alone[kept_total]))
     assert "expected_speedup =" in next(tmp_path.glob("e2e_*.md")).read_text()
 
 

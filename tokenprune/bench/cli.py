@@ -16,7 +16,7 @@ def _list(text):
 
 
 def _arch_stem(args) -> str:
-    return (args.arch or "zoo").replace(":", "_").replace("/", "_")
+    return (args.arch or DEFAULT_ARCH).replace(":", "_").replace("/", "_")
 
 
 def _select(args, devices):
@@ -79,6 +79,8 @@ def bench_command(args) -> int:
     devices = _list(args.devices)
     if devices and any(d.startswith("cuda") for d in devices) and not torch.cuda.is_available():
         raise TokenpruneError("--devices asks for cuda, but no CUDA device is available")
+    if args.repeats < 1 or args.warmup < 0:
+        raise TokenpruneError(f"--repeats must be at least 1 and --warmup at least 0 (got {args.repeats}, {args.warmup})")
     rows, cols, stem, legend, extra = COMMANDS[args.what](args, devices)
     table = report.markdown_table(rows, cols)
     print(table)

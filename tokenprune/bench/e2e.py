@@ -92,6 +92,7 @@ class Case:
     decode: list = field(default_factory=list)
     select: list = field(default_factory=list)
     vision: list = field(default_factory=list)  # vision tower seconds of each run
+    llm: list = field(default_factory=list)  # vanilla: LLM seconds of each run
     ratios: list = field(default_factory=list)  # vanilla prefill of the paired run / this prefill
     peak: int = 0
     record: dict | None = None  # the first run's record: the counts the references use
@@ -116,7 +117,8 @@ class Bench:
         with torch.inference_mode():  # the prompt's own embeddings, for the LLM-alone runs
             ids = self.inputs["input_ids"].to(vlm.device)
             self.embeds = vlm.language_model.get_input_embeddings()(ids)
-        self.alone: dict[int, list[float]] = {}
+        self.full = int(ids.shape[1])
+        self.alone: dict[int, list[float]] = {}  # n -> per round: LLM-alone seconds on n tokens / on all of them
 
     def _generate(self, inputs, case: Case, keep: bool):
         cuda = self.vlm.device.type == "cuda"
@@ -133,7 +135,9 @@ class Bench:
         return prefill
 
     def vanilla(self, case: Case, keep: bool = True) -> float:
-        hooks = self.timer.attach()  # timed like a pruned run's tower (the handle attaches the same timer)
+        # the tower is timed as in a pruned run (the handle attaches the same timer), the LLM's prefill too
+        llm = []
+        hooks = [*self.timer.attach(), *_clock_hooks(self.vlm.language_model, self.vlm.device, llm)]
         try:
             prefill = self._generate(self.inputs, case, keep)
         finally:
@@ -141,6 +145,7 @@ class Bench:
                 h.remove()
         if keep:
             case.vision.append(self.timer.seconds)
+            case.llm.append(llm[0])
         self.timer.seconds = 0.0
         return prefill
 
@@ -156,16 +161,37 @@ class Bench:
                     case.vision.append(handle.records[0]["vision_s"])
         return prefill
 
-    def llm_alone(self, n: int) -> float:
-        """Seconds the LLM takes on the first n prompt embeddings with no engine attached (kept in ``alone``)."""
+    def _alone(self, n: int) -> float:
         with torch.inference_mode():
             synchronize(self.vlm.device)
             start = time.perf_counter()
             self.vlm.language_model(inputs_embeds=self.embeds[:, :n], use_cache=False)
             synchronize(self.vlm.device)
-        seconds = time.perf_counter() - start
-        self.alone.setdefault(n, []).append(seconds)
-        return seconds
+        return time.perf_counter() - start
+
+    def llm_alone(self, n: int) -> float:
+        """The LLM alone (no engine) on the first n prompt embeddings, over the same on all of them, run
+        back to back; kept in ``alone[n]``."""
+        ratio = self._alone(n) / self._alone(self.full)
+        self.alone.setdefault(n, []).append(ratio)
+        return ratio
+
+
+def _clock_hooks(module, device, out: list) -> list:
+    """Hooks that append the seconds of ``module``'s first call to ``out`` (synchronised on CUDA)."""
+    start = []
+
+    def begin(mod, args):
+        if not start:
+            synchronize(device)
+            start.append(time.perf_counter())
+
+    def end(mod, args, output):
+        if len(out) < len(start):
+            synchronize(device)
+            out.append(time.perf_counter() - start[0])
+
+    return [module.register_forward_pre_hook(begin), module.register_forward_hook(end)]
 
 
 def _load_average() -> float | None:
@@ -175,7 +201,7 @@ def _load_average() -> float | None:
 def measure(bench: Bench, cases: list[Case], repeats: int, warmup: int, lengths=lambda: (),
             load_before=None) -> tuple[Case, dict]:
     """Warm up, then ``repeats`` rounds: (vanilla, case) pairs over every case in an order rotated each
-    round, then the LLM alone at every length in ``lengths()``."""
+    round, then the LLM alone at every length in ``lengths()`` (each against the full length)."""
     base = Case("vanilla")
     for _ in range(warmup):
         bench.vanilla(base, keep=False)
@@ -230,15 +256,16 @@ def run(arch="zoo:shapes-llava-144", strategies=None, budgets=None, devices=None
              for name in ["limit", *names]]
 
     def lengths():
-        return sorted({n_total, *(n for c in cases if c.record for n in predict.alive(c))})
+        return sorted({n for c in cases if c.record for n in predict.alive(c)} - {n_total})
 
     base, conditions = measure(bench, cases, repeats, warmup, lengths, load_before)
     common = {"arch": arch, "device": device, "dtype": dtype, "attn": vlm.model.config._attn_implementation,
               "flops_scope": predict.scope}
     vanilla = _timings(base)
-    alone_ms = {n: statistics.median(t) * 1e3 for n, t in bench.alone.items()}
-    conditions["vision_flops_share"] = predict.vision_share
-    conditions["llm_alone_ms"] = alone_ms
+    shares = {"vision": statistics.median(v / p for v, p in zip(base.vision, base.prefill)),
+              "llm": statistics.median(t / p for t, p in zip(base.llm, base.prefill))}
+    alone = {n_total: 1.0, **{n: statistics.median(r) for n, r in bench.alone.items()}}
+    conditions.update(vision_flops_share=predict.vision_share, vanilla_time_shares=shares, llm_alone_ratio=alone)
     rows = [{**common, "strategy": "vanilla", "budget": n_visual, **vanilla, "speedup": 1.0, "flops_speedup": 1.0,
              "llm_flops_speedup": 1.0, "vs_flops": 1.0}]
     for case in cases:
@@ -246,7 +273,7 @@ def run(arch="zoo:shapes-llava-144", strategies=None, budgets=None, devices=None
         speedup = statistics.median(case.ratios)
         row = {**common, "strategy": case.name, "budget": case.budget, "layer": case.layer,
                "kept": (case.record or {}).get("count"), **m, "speedup": speedup,
-               **predict.references(case, vanilla, m, alone_ms)}
+               **predict.references(case, vanilla, m, shares, alone)}
         for ref in ("flops", "expected", "no_engine"):
             if row.get(f"{ref}_speedup"):
                 row[f"vs_{ref}"] = speedup / row[f"{ref}_speedup"]

@@ -7,10 +7,13 @@ Like for like: the measured prefill runs the vision tower, the projector and the
               image), F and F' the LLM prefill FLOPs unpruned and pruned (llm_flops_speedup = F / F').
 * with select: expected_speedup = vanilla_ms / (vanilla_ms / flops_speedup + select_ms).
 * no engine:  the same model, measured, on the token counts the case's LLM layers see, with no engine
-              attached: the LLM alone timed at each length (T(n), every layer), so
-              no_engine_ms = vanilla_ms - vision_ms - T(full) + vision_ms' + sum over layers T(n_i) / L.
-              It takes the machine's own throughput at each length (short sequences run fewer FLOPs per
-              second) out of the comparison, leaving the engine's own cost (plus selection).
+              attached. With the vanilla prefill's time split into the LLM's share l and the vision
+              tower's share v (timed inside the vanilla runs) and r(n) = T(n) / T(full), the LLM alone
+              on n prompt tokens over the same on all of them (timed back to back):
+              no_engine_speedup = 1 / (1 - l - v + v * vision_ms' / vision_ms + l * sum_i r(n_i) / L),
+              n_i the tokens layer i sees. It takes the machine's own throughput at each length (short
+              sequences run fewer FLOPs per second) out of the comparison, leaving the engine's own cost
+              (plus selection). All of it is ratios taken within rounds, so drifts of load cancel.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ whole-prefill speed-up (V + F) / (V' + F'), V = vision tower + projector FLOPs, 
 (flops_scope says whether V is counted; llm_flops_speedup = F / F'). expected_speedup =
 vanilla_ms / (vanilla_ms / flops_speedup + select_ms): the prediction with the strategy's own selection
 time. no_engine_speedup: the same model measured without the engine on the token counts this case's
-LLM layers see (the LLM alone timed at each length; vision_ms measured). vs_X = speedup / X_speedup.
+LLM layers see (the LLM alone timed at each length against the full one, weighted by the LLM's share of
+the vanilla prefill; vision_ms measured). vs_X = speedup / X_speedup.
 layer: where the LLM first sees fewer tokens (0 = before it); kept: tokens kept from there on.
 """
 
@@ -59,10 +63,11 @@ class Prediction:
         stage1 = (rec.get("info") or {}).get("stage1_count")
         return self._alive(case.total, case.visual, rec.get("count", case.budget), case.layer, stage1)
 
-    def references(self, case, vanilla: dict, measured: dict, alone_ms: dict) -> dict:
+    def references(self, case, vanilla: dict, measured: dict, shares: dict, alone: dict) -> dict:
         """flops_speedup, llm_flops_speedup, expected_speedup and no_engine_speedup of a case (None where
         a measurement is missing). ``vanilla`` / ``measured``: median timings (ms) of vanilla and the case;
-        ``alone_ms``: the LLM alone's median ms per token count."""
+        ``shares``: the vision tower's and the LLM's shares of the vanilla prefill; ``alone``: r(n) per
+        token count."""
         alive = self.alive(case)
         llm = flops.prefill_flops(self.llm, alive)
         predicted = (self.full_vision + self.full_llm) / (self._vision(case.visual) + llm)
@@ -71,9 +76,8 @@ class Prediction:
         base = vanilla["prefill_ms"]
         if "select_ms" in measured:
             out["expected_speedup"] = base / (base / predicted + measured["select_ms"])
-        if self.total in alone_ms and all(n in alone_ms for n in alive) and "vision_ms" in vanilla:
-            vision = measured.get("vision_ms", vanilla["vision_ms"]) if case.strategy.stage == "input" \
-                else vanilla["vision_ms"]
-            llm_ms = sum(alone_ms[n] for n in alive) / len(alive)
-            out["no_engine_speedup"] = base / (base - vanilla["vision_ms"] - alone_ms[self.total] + vision + llm_ms)
+        if all(n in alone for n in alive):
+            v, lm = shares["vision"], shares["llm"]
+            vision = v * measured["vision_ms"] / vanilla["vision_ms"] if case.strategy.stage == "input" else v
+            out["no_engine_speedup"] = 1 / (1 - lm - v + vision + lm * sum(alone[n] for n in alive) / len(alive))
         return out
