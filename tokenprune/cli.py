@@ -123,7 +123,9 @@ def _add_bench_parsers(sub):
     e = kinds.add_parser("e2e", parents=[timing], help="prefill, decode and memory of pruned inference against "
                                                        "the unpruned model",
                          description="Prefill and decode time, peak memory and speed-up of pruned inference "
-                                     "against the unpruned model, beside the FLOPs bound.")
+                                     "against the unpruned model (each pruned run paired with a vanilla run, "
+                                     "rounds interleaved), beside the FLOPs prediction of the whole prefill and "
+                                     "the same model measured without the engine; --repeats: rounds.")
     e.add_argument("--arch", help="llava-1.5-7b, llava-mid, qwen2-vl-7b (random weights from the config), "
                                   "zoo:NAME or a checkpoint path (default zoo:shapes-llava-144)")
     e.add_argument("--budgets", help="comma list of kept visual tokens (default: 1/3, 2/9 and 1/9 of the image's)")
