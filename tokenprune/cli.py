@@ -120,29 +120,27 @@ def _add_bench_parsers(sub):
     s.add_argument("--shapes", help="comma list of llava-1.5-7b, qwen2-vl-7b (default both)")
     s.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 (default float32)")
     s.set_defaults(func=_cmd_bench)
-    e = kinds.add_parser("e2e", parents=[timing], help="prefill, decode and memory of pruned inference against "
-                                                       "the unpruned model",
+    model = argparse.ArgumentParser(add_help=False)  # the model that e2e and hooks run
+    model.add_argument("--arch", help="llava-1.5-7b, llava-mid, qwen2-vl-7b (random weights from the config), "
+                                      "zoo:NAME or a checkpoint path (default zoo:shapes-llava-144)")
+    model.add_argument("--budgets", help="comma list of kept visual tokens (default: 1/3, 2/9 and 1/9 of the image's)")
+    model.add_argument("--devices", help="comma list; the last one is used (default: cuda when present, else cpu)")
+    model.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 (default bfloat16 on cuda, "
+                                                     "float32 on cpu)")
+    e = kinds.add_parser("e2e", parents=[timing, model], help="prefill, decode and memory of pruned inference "
+                                                              "against the unpruned model",
                          description="Prefill and decode time, peak memory and speed-up of pruned inference "
                                      "against the unpruned model (each pruned run paired with a vanilla run, "
                                      "rounds interleaved), beside the FLOPs prediction of the whole prefill and "
                                      "the same model measured without the engine; --repeats: rounds.")
-    e.add_argument("--arch", help="llava-1.5-7b, llava-mid, qwen2-vl-7b (random weights from the config), "
-                                  "zoo:NAME or a checkpoint path (default zoo:shapes-llava-144)")
-    e.add_argument("--budgets", help="comma list of kept visual tokens (default: 1/3, 2/9 and 1/9 of the image's)")
-    e.add_argument("--devices", help="comma list; the last one is used (default: cuda when present, else cpu)")
-    e.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 (default bfloat16 on cuda, "
-                                                 "float32 on cpu)")
     e.set_defaults(func=_cmd_bench)
-    h = kinds.add_parser("hooks", parents=[timing], help="what the pruning engine's own hooks cost per prefill, "
-                                                         "per decode step and per layer",
+    h = kinds.add_parser("hooks", parents=[timing, model], help="what the pruning engine's own hooks cost per "
+                                                                "prefill, per decode step and per layer",
                          description="CPU time and torch operators of the engine's hooks in real generate() "
                                      "calls (the strategy's select() apart), and hot-loop costs of one layer hook. "
                                      "--strategies default: limit (a zero-cost selection at layer 2); "
+                                     "--budgets: the first is used (default 1/9 of the image's); "
                                      "--repeats: generate() calls measured.")
-    h.add_argument("--arch", help="as for e2e (default zoo:shapes-llava-144)")
-    h.add_argument("--budgets", help="kept visual tokens; the first is used (default: 1/9 of the image's)")
-    h.add_argument("--devices", help="comma list; the last one is used (default cpu)")
-    h.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 (default float32)")
     h.set_defaults(func=_cmd_bench)
 
 

@@ -56,8 +56,8 @@ def _hooks(args, devices):
     from .e2e import ZeroCostLimit, bench_sample, load
     from .hooks import LEGEND, run
 
-    device = (devices or ["cpu"])[-1]
-    vlm = load(args.arch or DEFAULT_ARCH, device, args.dtype or "float32")
+    device = (devices or (["cuda"] if torch.cuda.is_available() else ["cpu"]))[-1]
+    vlm = load(args.arch or DEFAULT_ARCH, device, args.dtype or ("bfloat16" if device.startswith("cuda") else "float32"))
     inputs = vlm.build_inputs([bench_sample(vlm)])
     names = _list(args.strategies) or ["limit"]
     n_visual = vlm.count_visual(inputs["input_ids"][0])
