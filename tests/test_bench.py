@@ -47,6 +47,7 @@ def test_e2e_bench_sets_speed_beside_flops(tmp_path):
     rows, env = payload["rows"], payload["environment"]
     assert [r["strategy"] for r in rows] == ["vanilla", "limit", "random", "downsample"]
     assert env["rounds"] == 2 and set(env["load_average_1min"]) == {"before", "after_warmup", "max", "end"}
+    assert set(env["other_processes_cores"]) == {"mean", "max_round"} and isinstance(env["busy"], bool)
     assert env["flops_scope"] == "vision+llm" and 0 < env["vision_flops_share"] < 1
     alone = {int(n): r for n, r in env["llm_alone_ratio"].items()}  # the LLM alone at n tokens / at all of them
     n_total = max(alone)
@@ -99,13 +100,16 @@ def test_e2e_pairs_every_pruned_run_with_a_vanilla_run_and_rotates_the_order():
     assert conditions["load_average_1min"]["before"] == 0.5 and conditions["rounds"] == 2
 
 
-def test_busy_flags_load_from_other_work_only():
-    from tokenprune.bench.e2e import busy
+def test_busy_counts_other_processes_not_the_bench_itself(monkeypatch):
+    from tokenprune.bench import machine
 
-    quiet = {"load_average_1min": {"before": 0.3, "max": 2.6}}  # 2 bench threads + a little
-    assert not busy(quiet, own_threads=2)
-    assert busy({"load_average_1min": {"before": 3.0, "max": 3.0}}, own_threads=2)
-    assert busy({"load_average_1min": {"before": 0.3, "max": 4.5}}, own_threads=2)
+    # in 10 s the CPUs were busy for 20 s, 15 of them this process's: others kept 0.5 cores busy
+    clock = iter([(100.0, 5.0, 0.0), (120.0, 20.0, 10.0)])
+    monkeypatch.setattr(machine.OtherCPU, "_now", staticmethod(lambda: next(clock)))
+    assert machine.OtherCPU().sample() == 0.5
+    assert not machine.busy({"load_average_1min": {"before": 0.3}, "other_processes_cores": {"max_round": 0.2}})
+    assert machine.busy({"load_average_1min": {"before": 3.0}, "other_processes_cores": {"max_round": 0.0}})
+    assert machine.busy({"load_average_1min": {"before": 0.3}, "other_processes_cores": {"max_round": 0.9}})
 
 
 @pytest.mark.parametrize("arch, params", [("llava-1.5-7b", 7_063_427_072), ("qwen2-vl-7b", 8_291_375_616)])

@@ -33,7 +33,8 @@ def _select(args, devices):
 
 
 def _e2e(args, devices):
-    from .e2e import LEGEND, busy, run
+    from .e2e import LEGEND, run
+    from .machine import busy
 
     rows, conditions = run(arch=args.arch or DEFAULT_ARCH, strategies=_list(args.strategies),
                            budgets=[int(b) for b in _list(args.budgets)] if args.budgets else None,
@@ -44,10 +45,11 @@ def _e2e(args, devices):
     first = rows[0]
     extra = {"arch": first["arch"], "dtype": first["dtype"], "attn": first["attn"],
              "flops_scope": first["flops_scope"], **conditions}
-    extra["busy"] = busy(conditions, torch.get_num_threads() if first["device"] == "cpu" else 1)
+    extra["busy"] = busy(conditions)
     if extra["busy"]:
         print(f"warning: other work loaded the machine while timing (1-minute load average "
-              f"{conditions['load_average_1min']}); these timings are not evidence", file=sys.stderr)
+              f"{conditions['load_average_1min']}, cores used by other processes {conditions['other_processes_cores']})"
+              "; these timings are not evidence", file=sys.stderr)
     return rows, cols, f"e2e_{_arch_stem(args)}", LEGEND, extra
 
 

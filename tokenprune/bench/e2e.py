@@ -8,7 +8,8 @@ once selection costs nothing.
 Timing on a shared machine: every pruned run is paired with a vanilla run just before it; the
 pairs of all configurations are interleaved round by round (order rotated each round) after
 warm-up runs, and a row's speed-up is the median over rounds of its pairs' ratios, so slow drifts
-of the machine's load cancel. The 1-minute load average is sampled every round and reported.
+of the machine's load cancel. What else ran is reported (machine.py): the load average before, and
+the cores other processes kept busy in each round.
 """
 from __future__ import annotations
 
@@ -26,12 +27,12 @@ from ..engine.vision_timer import VisionTimer
 from ..selection import Selection
 from ..strategy import Strategy
 from ..timing import peak_memory_bytes, percentile, synchronize
+from .machine import OtherCPU, load_average
 from .predict import LEGEND, Prediction
 
 PROMPT = ("describe the picture . what is in this image ? how many are there ? " * 4).strip()
-BUSY_LOAD = 1.2  # 1-minute load average of other work above which timings are flagged as taken under load
 
-__all__ = ["LEGEND", "bench_sample", "busy", "load", "run"]
+__all__ = ["LEGEND", "bench_sample", "load", "run"]
 
 
 class ZeroCostLimit(Strategy):
@@ -194,10 +195,6 @@ def _clock_hooks(module, device, out: list) -> list:
     return [module.register_forward_pre_hook(begin), module.register_forward_hook(end)]
 
 
-def _load_average() -> float | None:
-    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
-
-
 def measure(bench: Bench, cases: list[Case], repeats: int, warmup: int, lengths=lambda: (),
             load_before=None) -> tuple[Case, dict]:
     """Warm up, then ``repeats`` rounds: (vanilla, case) pairs over every case in an order rotated each
@@ -207,7 +204,8 @@ def measure(bench: Bench, cases: list[Case], repeats: int, warmup: int, lengths=
         bench.vanilla(base, keep=False)
         for case in cases:
             bench.pruned(case, keep=False)
-    loads = [_load_average()]
+    loads, others = [load_average()], []
+    other = OtherCPU()
     for r in range(repeats):
         shift = r % len(cases) if cases else 0
         for case in cases[shift:] + cases[:shift]:
@@ -217,11 +215,14 @@ def measure(bench: Bench, cases: list[Case], repeats: int, warmup: int, lengths=
             bench.vanilla(base)
         for n in lengths():
             bench.llm_alone(n)
-        loads.append(_load_average())
-    seen = [x for x in loads if x is not None]
+        loads.append(load_average())
+        others.append(other.sample())
+    seen, cores = [x for x in loads if x is not None], [x for x in others if x is not None]
     conditions = {"rounds": repeats, "warmup_runs": warmup, "pairing": "each pruned run after its own vanilla run",
                   "load_average_1min": {"before": load_before, "after_warmup": loads[0],
-                                        "max": max(seen) if seen else None, "end": loads[-1]}}
+                                        "max": max(seen) if seen else None, "end": loads[-1]},
+                  "other_processes_cores": {"mean": round(sum(cores) / len(cores), 3) if cores else None,
+                                            "max_round": max(cores) if cores else None}}
     return base, conditions
 
 
@@ -241,7 +242,7 @@ def run(arch="zoo:shapes-llava-144", strategies=None, budgets=None, devices=None
     """Rows (vanilla first, then per budget `limit` and each strategy) and the measuring conditions."""
     from .. import get_strategy, list_strategies
 
-    load_before = _load_average()  # before this process adds its own
+    load_before = load_average()  # before this process adds its own
     device = (devices or (["cuda"] if torch.cuda.is_available() else ["cpu"]))[-1]
     dtype = dtype or ("bfloat16" if device.startswith("cuda") else "float32")
     vlm = load(arch, device, dtype)
@@ -279,11 +280,3 @@ def run(arch="zoo:shapes-llava-144", strategies=None, budgets=None, devices=None
                 row[f"vs_{ref}"] = speedup / row[f"{ref}_speedup"]
         rows.append(row)
     return rows, conditions
-
-
-def busy(conditions: dict, own_threads: int) -> bool:
-    """Whether other work shared the machine while timing: load above BUSY_LOAD before the run, or
-    above the bench's own ``own_threads`` plus BUSY_LOAD during it (CPU timings then say little)."""
-    load = conditions.get("load_average_1min") or {}
-    before, peak = load.get("before"), load.get("max")
-    return (before is not None and before > BUSY_LOAD) or (peak is not None and peak > own_threads + BUSY_LOAD)
