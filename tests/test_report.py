@@ -157,7 +157,8 @@ def test_latency_spread_environment_and_load_warning(tmp_path, fake_plugin):
             return {}
         return {"latency": {"prefill_s_p25": 0.001, "prefill_s_p75": 0.5, "select_s_p25": 0.0005,
                             "select_s_p75": 0.002, "source": "latency-subset", "repeats": 3},
-                "environment": {"load_threshold": 1.5, "timed_under_load": True, "load_average_1min": 3.2}}
+                "environment": {"load_threshold": 0.5, "timed_under_load": True, "load_average_1min": 3.2,
+                                "other_cpu_load": 1.25, "cpu_count": 2}}
 
     run = tmp_path / "run"
     fabricate(run, extra=extra)
@@ -169,9 +170,12 @@ def test_latency_spread_environment_and_load_warning(tmp_path, fake_plugin):
     md = (tmp_path / "rep" / "report.md").read_text()
     warning = md[md.index("## Warning: timed under load"):md.index("## m")]
     assert "**4 of 10 cells were timed while the host was busy**" in warning
-    assert "- m | uniform | 4 | image_bench: load 3.2 over threshold 1.5" in warning
+    assert "- m | uniform | 4 | image_bench: other processes used 1.25 CPUs, threshold 0.50" in warning
     env = md[md.index("### Environment"):]
-    assert "| torch threads | 2 |" in env and "| 1-min load average while timing | 0.50 – 3.20 (median 0.50) |" in env
+    assert "| torch threads | 2 |" in env and "| load threshold (CPUs) | not recorded (6 cells), 0.5 (4 cells) |" in env
+    assert "| CPUs | not recorded (6 cells), 2 (4 cells) |" in env
+    assert "| CPUs other processes used while timing | 1.25 – 1.25 (median 1.25) |" in env
+    assert "| 1-min load average at the end of each cell (ours included) | 0.50 – 3.20 (median 0.50) |" in env
     assert "| cells timed under load | 4 of 10 |" in env
     assert "| latency measured on | not recorded (6 cells), latency-subset (4 cells) |" in env
 

@@ -98,7 +98,7 @@ ENVIRONMENT = """environment:
 
 
 def _add_bench_parsers(sub):
-    """`bench select` and `bench e2e`, each with its own flags and help."""
+    """`bench select`, `bench e2e` and `bench hooks`, each with its own flags and help."""
     timing = argparse.ArgumentParser(add_help=False)
     timing.add_argument("--strategies", help="comma list of strategy names (default: every registered strategy "
                                              "but vanilla)")
@@ -110,13 +110,14 @@ def _add_bench_parsers(sub):
     timing.add_argument("--out", default="reports/bench", help="directory for the JSON and markdown results "
                                                                "(default reports/bench)")
 
-    p = sub.add_parser("bench", help="speed benchmarks: strategy selection, end-to-end pruned inference, "
-                                     "sample-major sweeps",
+    p = sub.add_parser("bench", help="speed benchmarks: strategy selection, end-to-end pruned inference, the "
+                                     "engine's own cost, sample-major sweeps",
                        description="Speed benchmarks. `tokenprune bench select --help`, `tokenprune bench e2e "
-                                   "--help` and `tokenprune bench sweep --help` list each one's flags.")
-    kinds = p.add_subparsers(dest="what", required=True, metavar="{select,e2e,sweep}",
-                             help="select: time select() alone; e2e: time pruned inference end to end; sweep: a "
-                                  "grid cell by cell against sample-major")
+                                   "--help`, `tokenprune bench hooks --help` and `tokenprune bench sweep --help` "
+                                   "list each one's flags.")
+    kinds = p.add_subparsers(dest="what", required=True, metavar="{select,e2e,hooks,sweep}",
+                             help="select: time select() alone; e2e: time pruned inference end to end; "
+                                  "hooks: the engine's own cost; sweep: a grid cell by cell against sample-major")
     s = kinds.add_parser("select", parents=[timing], help="time each strategy's select() on LLaVA-1.5-7B and "
                                                           "Qwen2-VL-7B shaped inputs",
                          description="Time each strategy's select() on random inputs shaped like "
@@ -126,17 +127,28 @@ def _add_bench_parsers(sub):
     s.add_argument("--shapes", help="comma list of llava-1.5-7b, qwen2-vl-7b (default both)")
     s.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 (default float32)")
     s.set_defaults(func=_cmd_bench)
-    e = kinds.add_parser("e2e", parents=[timing], help="prefill, decode and memory of pruned inference against "
-                                                       "the unpruned model",
+    model = argparse.ArgumentParser(add_help=False)  # the model that e2e and hooks run
+    model.add_argument("--arch", help="llava-1.5-7b, llava-mid, qwen2-vl-7b (random weights from the config), "
+                                      "zoo:NAME or a checkpoint path (default zoo:shapes-llava-144)")
+    model.add_argument("--budgets", help="comma list of kept visual tokens (default: 1/3, 2/9 and 1/9 of the image's)")
+    model.add_argument("--devices", help="comma list; the last one is used (default: cuda when present, else cpu)")
+    model.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 (default bfloat16 on cuda, "
+                                                     "float32 on cpu)")
+    e = kinds.add_parser("e2e", parents=[timing, model], help="prefill, decode and memory of pruned inference "
+                                                              "against the unpruned model",
                          description="Prefill and decode time, peak memory and speed-up of pruned inference "
-                                     "against the unpruned model, beside the FLOPs bound.")
-    e.add_argument("--arch", help="llava-1.5-7b, qwen2-vl-7b (random weights from the config) or zoo:NAME "
-                                  "(default zoo:shapes-llava-144)")
-    e.add_argument("--budgets", help="comma list of kept visual tokens (default: 1/3, 2/9 and 1/9 of the image's)")
-    e.add_argument("--devices", help="comma list; the last one is used (default: cuda when present, else cpu)")
-    e.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 (default bfloat16 on cuda, "
-                                                 "float32 on cpu)")
+                                     "against the unpruned model (each pruned run paired with a vanilla run, "
+                                     "rounds interleaved), beside the FLOPs prediction of the whole prefill and "
+                                     "the same model measured without the engine; --repeats: rounds.")
     e.set_defaults(func=_cmd_bench)
+    h = kinds.add_parser("hooks", parents=[timing, model], help="what the pruning engine's own hooks cost per "
+                                                                "prefill, per decode step and per layer",
+                         description="CPU time and torch operators of the engine's hooks in real generate() "
+                                     "calls (the strategy's select() apart), and hot-loop costs of one layer hook. "
+                                     "--strategies default: limit (a zero-cost selection at layer 2); "
+                                     "--budgets: the first is used (default 1/9 of the image's); "
+                                     "--repeats: generate() calls measured.")
+    h.set_defaults(func=_cmd_bench)
     w = kinds.add_parser("sweep", help="run a grid cell by cell and sample-major, check the results are identical, "
                                        "time both",
                          description="Run a grid's accuracy pass both ways (cell by cell, then sample-major, into "

@@ -7,7 +7,9 @@ counts it), and the LM head on the positions whose logits are computed.
 
 Also the FastV convention papers quote, per layer 4nd^2 + 2n^2d + 2ndm, which
 counts multiply-accumulates with a 2-matrix FFN and no GQA; it is labelled as such
-wherever it is stored. The vision tower and the strategy's own cost are not counted.
+wherever it is stored. The strategy's own cost is not counted; the vision tower and projector
+are counted separately (:class:`VisionShape`), for a whole-prefill figure that LLM-side pruning
+leaves partly untouched.
 """
 from __future__ import annotations
 
@@ -98,3 +100,53 @@ def fastv_convention_macs(shape: LLMShape, alive: list[int]) -> int:
 def layer_averaged_tokens(alive: list[int], n_text: int) -> float:
     """Visual tokens per layer averaged over layers (text tokens excluded)."""
     return sum(n - n_text for n in alive) / len(alive)
+
+
+@dataclass(frozen=True)
+class VisionShape:
+    """The vision tower and projector of a VLM, counted like :class:`LLMShape` (FlopCounterMode's convention).
+
+    A ViT: a patch embedding (a convolution of ``patch_inputs`` values per patch), ``layers`` blocks of
+    full self-attention (q, k, v, o projections and the whole n x n attention of each image) and a
+    2-matrix MLP, over the patches plus ``extra_tokens`` (CLIP's CLS); then a projector that maps every
+    ``merge`` patches (Qwen2-VL's 2 x 2 merge; 1 for LLaVA) to one LLM token through the matrices
+    ``projector`` = ((in, out), ...). Norms, activations and position embeddings are not counted.
+    """
+
+    layers: int
+    hidden: int
+    intermediate: int
+    patch_inputs: int
+    projector: tuple
+    merge: int = 1
+    extra_tokens: int = 0
+
+    @classmethod
+    def from_config(cls, config) -> "VisionShape | None":
+        """The vision part of a VLM config: CLIP towers (LLaVA-1.5) and Qwen2-VL's; None for others."""
+        v = getattr(config, "vision_config", None)
+        kind = getattr(v, "model_type", None)
+        if kind == "clip_vision_model":
+            layer = getattr(config, "vision_feature_layer", -2)
+            stacked = 1 if isinstance(layer, int) else len(layer)  # several feature layers are concatenated
+            text = config.text_config.hidden_size
+            return cls(layers=v.num_hidden_layers, hidden=v.hidden_size, intermediate=v.intermediate_size,
+                       patch_inputs=v.num_channels * v.patch_size ** 2,
+                       projector=((v.hidden_size * stacked, text), (text, text)), extra_tokens=1)
+        if kind == "qwen2_vl_vision":
+            merged = v.embed_dim * v.spatial_merge_size ** 2
+            return cls(layers=v.depth, hidden=v.embed_dim, intermediate=int(v.embed_dim * v.mlp_ratio),
+                       patch_inputs=v.in_channels * v.temporal_patch_size * v.patch_size ** 2,
+                       projector=((merged, merged), (merged, v.hidden_size)), merge=v.spatial_merge_size ** 2)
+        return None
+
+    def flops(self, patches_per_image: list[int]) -> int:
+        """Vision tower + projector FLOPs for images of these patch counts (attention is per image)."""
+        d, total = self.hidden, sum(patches_per_image)
+        tokens = total + self.extra_tokens * len(patches_per_image)
+        embed = 2 * total * self.patch_inputs * d
+        proj = 2 * tokens * 4 * d * d
+        attention = sum(2 * 2 * (n + self.extra_tokens) ** 2 * d for n in patches_per_image)
+        mlp = 2 * 2 * tokens * d * self.intermediate
+        projector = sum(2 * (total // self.merge) * i * o for i, o in self.projector)
+        return embed + self.layers * (proj + attention + mlp) + projector

@@ -1,1 +1,1 @@
-"""Speed benchmarks: `tokenprune bench select` and `tokenprune bench e2e`."""
+"""Speed benchmarks: `tokenprune bench select`, `tokenprune bench e2e` and `tokenprune bench hooks`."""

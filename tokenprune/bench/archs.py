@@ -1,7 +1,8 @@
 """Full-size VLM architectures built from their configs with random weights (timing needs no trained weights).
 
-Only the shapes matter: LLaVA-1.5-7B (CLIP ViT-L/14-336 + Llama-2-7B, 576 visual tokens) and
-Qwen2-VL-7B (675M ViT with 2x2 merge + Qwen2-7B). A word-level tokenizer stands in for the real one.
+Only the shapes matter: LLaVA-1.5-7B (CLIP ViT-L/14-336 + Llama-2-7B, 576 visual tokens),
+Qwen2-VL-7B (675M ViT with 2x2 merge + Qwen2-7B), and llava-mid (LLaVA-1.5's layout at a size a
+CPU prefills in seconds). A word-level tokenizer stands in for the real one.
 """
 from __future__ import annotations
 
@@ -26,32 +27,63 @@ def _tokenizer(media=("<image>",)):
     return fast
 
 
-def llava_15_7b(dtype=torch.bfloat16, device="cuda", attn_implementation="sdpa"):
-    """A random-weight LLaVA-1.5-7B, saved with a processor and loaded through the `llava` adapter."""
+LLAVA_15_7B = {  # llava-hf/llava-1.5-7b-hf: CLIP ViT-L/14-336 and Llama-2-7B
+    "vision": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                   image_size=336, patch_size=14, projection_dim=768),
+    "text": dict(vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                 num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096),
+}
+
+# LLaVA-1.5's layout at a size whose prefill takes seconds on 2 CPU cores, so that compute, not per-call
+# overhead, dominates: the same 24 x 24 grid of 576 visual tokens from a 336-pixel image, a Llama LLM of
+# 16 layers, 1024 wide (16 heads of 64, no GQA, FFN 2752 = LLaVA's 11008/4096 ratio, vocabulary 32064),
+# and a 4-layer, 384-wide CLIP tower sized so that tower + projector are ~4 % of the prefill FLOPs, as
+# CLIP ViT-L is for LLaVA-1.5-7B.
+LLAVA_MID = {
+    "vision": dict(hidden_size=384, intermediate_size=1536, num_hidden_layers=4, num_attention_heads=6,
+                   image_size=336, patch_size=14, projection_dim=384),
+    "text": dict(vocab_size=32064, hidden_size=1024, intermediate_size=2752, num_hidden_layers=16,
+                 num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=4096),
+}
+
+
+def llava(dtype=torch.bfloat16, device="cuda", attn_implementation="sdpa", sizes=LLAVA_15_7B,
+          name="llava-1.5-7b"):
+    """A random-weight LLaVA-1.5-architecture VLM, saved with a processor and loaded through the `llava` adapter."""
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
     from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
     from ..models.llava import LlavaAdapter
 
     tok = _tokenizer()
-    vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                              image_size=336, patch_size=14, projection_dim=768)
-    text = LlamaConfig(vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                       num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096)
+    vision = CLIPVisionConfig(**sizes["vision"])
+    text = LlamaConfig(**sizes["text"])
     config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"),
                          vision_feature_layer=-2, vision_feature_select_strategy="default", pad_token_id=0)
     config._attn_implementation = attn_implementation
     with torch.device(device):
         model = LlavaForConditionalGeneration._from_config(config, dtype=dtype).eval()
+    side = vision.image_size
     processor = LlavaProcessor(
-        image_processor=LlavaImageProcessorPil(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336}),
-        tokenizer=tok, patch_size=14, vision_feature_select_strategy="default", num_additional_image_tokens=1,
+        image_processor=LlavaImageProcessorPil(size={"shortest_edge": side}, crop_size={"height": side, "width": side}),
+        tokenizer=tok, patch_size=vision.patch_size, vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
         chat_template=("{% for m in messages %}{{ m['role'].upper() }}: {% for c in m['content'] %}"
                        "{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}{% endfor %} "
                        "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"))
     path = tempfile.mkdtemp(prefix="tokenprune-arch-")
     processor.save_pretrained(path)
-    return LlavaAdapter(model, LlavaAdapter.load_processor(path), checkpoint="random:llava-1.5-7b")
+    return LlavaAdapter(model, LlavaAdapter.load_processor(path), checkpoint=f"random:{name}")
+
+
+def llava_15_7b(dtype=torch.bfloat16, device="cuda", attn_implementation="sdpa"):
+    """A random-weight LLaVA-1.5-7B."""
+    return llava(dtype, device, attn_implementation)
+
+
+def llava_mid(dtype=torch.float32, device="cpu", attn_implementation="sdpa"):
+    """A random-weight mid-size LLaVA-1.5-architecture VLM (LLAVA_MID) for CPU timing."""
+    return llava(dtype, device, attn_implementation, sizes=LLAVA_MID, name="llava-mid")
 
 
 QWEN2_VL_7B = {  # Qwen/Qwen2-VL-7B-Instruct config.json
@@ -95,4 +127,4 @@ def qwen2_vl_7b(dtype=torch.bfloat16, device="cuda", attn_implementation="sdpa",
     return vlm
 
 
-ARCHS = {"llava-1.5-7b": llava_15_7b, "qwen2-vl-7b": qwen2_vl_7b}
+ARCHS = {"llava-1.5-7b": llava_15_7b, "llava-mid": llava_mid, "qwen2-vl-7b": qwen2_vl_7b}

@@ -9,7 +9,9 @@ Hooks (all removable, no forward body is replaced):
     carries a probe (probe.py) when keys or attention are required;
   * two-stage strategies (two_stage.TwoStage) get both: the llm part works on the sequence the
     pre_llm part left (stages.py);
-  * timing hooks on the vision tower (vision_timer.py).
+  * timing hooks on the vision tower (vision_timer.py);
+  * an adapter that edits decoder outputs (Qwen3-VL DeepStack) gets forward hooks on layers >= K that
+    exist only while a prefill runs, so decode steps pay nothing for them.
 The work itself is done elsewhere: checks.py refuses what cannot run, prefill.py selects, transform.py
 rewrites keyword arguments with the position policy of positions.py, state.py holds what a pass remembers.
 Anything that goes wrong inside a hook removes every hook before the error leaves.
@@ -54,6 +56,7 @@ class PruneHandle:
         self._records: list[dict] = []
         self._pending_diagnostics: list = []
         self._hooks = []
+        self._prefill_hooks = []  # hooks that serve only a prefill: attached when it starts, removed when it ends
         self._probe = None
         self._pass: Pass | None = None
         self._step = Forward()
@@ -94,6 +97,7 @@ class PruneHandle:
 
     def remove(self):
         """Detach every hook and the probe; the model is exactly as before apply()."""
+        self._detach_prefill_hooks()
         for h in self._hooks:
             h.remove()
         self._hooks.clear()
@@ -133,16 +137,34 @@ class PruneHandle:
         self._hooks.extend(self._vision.attach())
         if at_layer is not None:
             for i in range(self.layer, len(layers)):
-                add(layers[i].register_forward_pre_hook(self._guarded(self._layer_hook(i)), with_kwargs=True))
+                add(layers[i].register_forward_pre_hook(self._layer_hook(i), with_kwargs=True))  # guards itself
             if at_layer.strategy.requires & _PROBE_SIGNALS or "attn_all_queries" in at_layer.extras:
                 self._probe = AttentionProbe(vlm.attention_of(layers[self.layer - 1]))
                 self._probe.all_queries = "attn_all_queries" in at_layer.extras
         else:
             add(layers[0].register_forward_pre_hook(self._guarded(self._catch_cache), with_kwargs=True))
-        if vlm.needs_after_layer:
-            start = self.layer if at_layer is not None else 0
-            for i in range(start, len(layers)):
-                add(layers[i].register_forward_hook(self._guarded(self._after_layer(i)), with_kwargs=True))
+
+    def _attach_prefill_hooks(self):
+        """Hooks only a prefill needs (the adapter's after_layer on layers >= K): none run while decoding."""
+        self._detach_prefill_hooks()
+        if self.vlm.needs_after_layer:
+            layers = self.vlm.decoder_layers
+            start = self.layer if self._at_layer is not None else 0
+            self._prefill_hooks = [layers[i].register_forward_hook(self._guarded(self._after_layer(i)), with_kwargs=True)
+                                   for i in range(start, len(layers))]
+
+    def _detach_prefill_hooks(self):
+        for h in self._prefill_hooks:
+            h.remove()
+        self._prefill_hooks = []
+
+    def _fail(self, exc: Exception):
+        """Remove every hook, then raise ``exc`` as a PruneError naming the strategy and the model."""
+        self.remove()
+        if isinstance(exc, PruneError):
+            raise exc
+        detail = str(exc) if isinstance(exc, TokenpruneError) else f"{type(exc).__name__}: {exc}"
+        raise PruneError(f"{who(self.strategy, self.vlm)}: {detail}") from exc
 
     def _guarded(self, fn):
         def hook(*args, **kwargs):
@@ -150,15 +172,8 @@ class PruneHandle:
                 return None
             try:
                 return fn(*args, **kwargs)
-            except PruneError:
-                self.remove()
-                raise
-            except TokenpruneError as exc:
-                self.remove()
-                raise PruneError(f"{who(self.strategy, self.vlm)}: {exc}") from exc
             except Exception as exc:
-                self.remove()
-                raise PruneError(f"{who(self.strategy, self.vlm)}: {type(exc).__name__}: {exc}") from exc
+                self._fail(exc)
         return hook
 
     # ------------------------------------------------------------------ VLM forward: a prefill starts, or a decode step
@@ -188,6 +203,7 @@ class PruneHandle:
             self._records.extend(prefill.text_only_records(self._prefills))
             return
         self._pass = Pass(prefill, adapter=self.vlm.new_stash())
+        self._attach_prefill_hooks()
         if self._probe is not None:
             self._probe.clear()
             self._probe.rows = prefill.last_rows
@@ -197,6 +213,7 @@ class PruneHandle:
         self._vision.seconds = 0.0
         p = self._pass
         if p is not None and p.phase == "prefill":
+            self._detach_prefill_hooks()
             p.phase = "decode"
             p.embeds = None
             if self._probe is not None:
@@ -212,6 +229,7 @@ class PruneHandle:
                 p.first = outcome  # recorded together with the second point's outcome
                 return outcome
         p.outcome = outcome
+        p.keys_moved = not outcome.layout.is_identity()
         records = outcome.records if p.first is None else stages.merged_records(p.first, outcome)
         per_sample_vision = self._vision.seconds / p.prefill.B
         for rec in records:
@@ -226,7 +244,6 @@ class PruneHandle:
         p = self._pass
         if p is None:
             return None
-        kwargs = dict(kwargs)
         if p.phase == "prefill":
             embeds = kwargs.get("inputs_embeds")
             if embeds is None:
@@ -244,6 +261,8 @@ class PruneHandle:
                 kwargs = self.vlm.prune_lm_kwargs(kwargs, stage="llm", layer=self.layer, outcome=None,
                                                   prefill=p.prefill, stash=p.adapter)
             return args, kwargs
+        if p.lm_layout is None and not self._rewrite.positions.rewrites_decode:
+            return None  # nothing at this call, and the layers need no decode state
         step = self._step
         step.seen, step.lm_positions = seen(kwargs.get("past_key_values")), kwargs.get("position_ids")
         if p.lm_layout is None:
@@ -265,22 +284,28 @@ class PruneHandle:
 
     # ------------------------------------------------------------------ decoder layers (llm stage)
     def _layer_hook(self, index: int):
+        # Runs on every layer >= K of every call, so it is kept lean: kwargs are rewritten in place (no copy)
+        # and the error guard is inlined rather than wrapped around it.
+        prune_here = index == self.layer
+
         def hook(module, args, kwargs):
             p = self._pass
             if p is None:
                 return None
-            hidden = args[0] if args else kwargs["hidden_states"]
-            if p.phase == "prefill":
-                if index == self.layer:
-                    hidden = self._prune_at_layer(p, hidden, kwargs)
-                kwargs = self._rewrite.layer_prefill(dict(kwargs), hidden, p, self._step)
-            else:
-                kwargs = self._rewrite.layer_decode(dict(kwargs), hidden, index, p, self._step)
-                if kwargs is None:
+            try:
+                hidden = args[0] if args else kwargs["hidden_states"]
+                if p.phase == "prefill":
+                    if prune_here:
+                        hidden = self._prune_at_layer(p, hidden, kwargs)
+                        if args:
+                            args = (hidden, *args[1:])
+                        else:
+                            kwargs["hidden_states"] = hidden
+                    self._rewrite.layer_prefill(kwargs, hidden, p, self._step)
+                elif not self._rewrite.layer_decode(kwargs, hidden, index, p, self._step):
                     return None
-            if args:
-                return (hidden, *args[1:]), kwargs
-            kwargs["hidden_states"] = hidden
+            except Exception as exc:
+                self._fail(exc)
             return args, kwargs
         return hook
 

@@ -124,11 +124,7 @@ class Prefill:
         replacement = [None] * self.B
         info_rows: list[dict] = [{} for _ in range(self.B)]
         select_s = [0.0] * self.B
-        groups: dict[tuple, list[int]] = {}
-        for b, v in enumerate(self.visuals):
-            if v.n:
-                groups.setdefault((v.key(), budgets[b]), []).append(b)
-        for (_, budget), members in groups.items():
+        for budget, members in self._groups(budgets):
             device = self._device(sources)
             synchronize(device)
             t0 = time.perf_counter()
@@ -136,11 +132,13 @@ class Prefill:
             sel = strategy.select(keys, attn, coords, budget, ctx)
             synchronize(device)
             spent = (time.perf_counter() - t0) / len(members)
+            exact = strategy.exact_budget  # validated: no -1 padding to drop
             for g, b in enumerate(members):
                 row = sel.keep[g]
-                kept[b] = row[row >= 0].to(self.input_ids.device)
+                real = slice(None) if exact else row >= 0
+                kept[b] = row[real].to(self.input_ids.device)
                 if sel.hidden is not None:
-                    replacement[b] = sel.hidden[g][row >= 0]
+                    replacement[b] = sel.hidden[g][real]
                 info_rows[b] = split_info(sel.info, g, len(members))
                 select_s[b] = spent
         outcome = Outcome(layout=None, kept_visual=kept)
@@ -152,10 +150,10 @@ class Prefill:
                 keep_mask[v.positions.to(keep_mask.device)[kept[b]]] = True
             rows.append(keep_mask.nonzero().flatten())
         outcome.layout = Layout.from_rows(rows, self.L)
-        pad = outcome.layout.length - torch.tensor([r.numel() for r in rows])
         for b, v in enumerate(self.visuals):
             if replacement[b] is not None:
-                slots = torch.searchsorted(rows[b], v.positions.to(rows[b].device)[kept[b]]) + int(pad[b])
+                pad = outcome.layout.length - rows[b].numel()
+                slots = torch.searchsorted(rows[b], v.positions.to(rows[b].device)[kept[b]]) + pad
                 outcome.replace_slots.append(slots)
                 outcome.replace_rows.append(replacement[b])
             else:
@@ -176,6 +174,16 @@ class Prefill:
             if v.n:
                 outcome.pending_diagnostics.append((record, *self._diagnostic_inputs(engine, sources, b, kept[b])))
         return outcome
+
+    def _groups(self, budgets: list[int]) -> list[tuple[int, list[int]]]:
+        """(budget, samples) per select() call: samples with visual tokens of equal geometry and budget."""
+        members = [b for b, v in enumerate(self.visuals) if v.n]
+        if len(members) == 1:
+            return [(budgets[members[0]], members)]
+        groups: dict[tuple, list[int]] = {}
+        for b in members:
+            groups.setdefault((self.visuals[b].key(), budgets[b]), []).append(b)
+        return [(budget, group) for (_, budget), group in groups.items()]
 
     def _diagnostic_inputs(self, engine, sources: Sources, b: int, kept: torch.Tensor):
         """(coords, kept, kept features) of sample b, measured on the full prompt's grid.

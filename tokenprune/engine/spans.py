@@ -1,6 +1,7 @@
 """The visual tokens of one sample as an adapter describes them to the engine."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -48,7 +49,13 @@ def runs(mask: torch.Tensor) -> list[tuple[int, int]]:
 
 
 def raster(h: int, w: int, t: int = 1, t0: int = 0) -> torch.Tensor:
-    """[t*h*w, 3] (t, row, col) coordinates in raster order, frames starting at ``t0``."""
+    """[t*h*w, 3] (t, row, col) coordinates in raster order, frames starting at ``t0`` (a fresh tensor)."""
+    return _raster(h, w, t, t0).clone()
+
+
+@functools.lru_cache(maxsize=64)
+def _raster(h: int, w: int, t: int, t0: int) -> torch.Tensor:
+    # every prefill asks for the same few grids: built once, copied per call
     tt, rr, cc = torch.meshgrid(torch.arange(t0, t0 + t), torch.arange(h), torch.arange(w), indexing="ij")
     return torch.stack([tt.flatten(), rr.flatten(), cc.flatten()], dim=1)
 
@@ -62,7 +69,7 @@ def visuals_from_blocks(positions: torch.Tensor, coords3: list[torch.Tensor], se
                          f"{coords.shape[0]}")
     if coords.shape[0] == 0:
         return Visuals.empty(positions.device)
-    T, H, W = (int(coords[:, i].max()) + 1 for i in range(3))
+    T, H, W = (coords.amax(dim=0) + 1).tolist()
     if T == 1:
         coords = coords[:, 1:]
     return Visuals(positions, coords.long(), (T, H, W), list(segments or []))

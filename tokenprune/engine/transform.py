@@ -56,7 +56,7 @@ def rotary(pe, layout: Layout):
     return tuple(out)
 
 
-def prefill_mask(mask, layout: Layout, *, fmt: str, dtype: torch.dtype):
+def prefill_mask(mask, layout: Layout, fmt: str, dtype: torch.dtype):
     """The attention mask a decoder layer >= K sees at prefill."""
     if mask is None:
         if layout.valid is None:
@@ -71,7 +71,7 @@ def prefill_mask(mask, layout: Layout, *, fmt: str, dtype: torch.dtype):
     raise ValueError(f"attention mask of type {type(mask).__name__} is not supported by the pruning engine")
 
 
-def decode_mask(mask, layout: Layout, *, q: int, total: int, fmt: str, dtype: torch.dtype):
+def decode_mask(mask, layout: Layout, q: int, total: int, fmt: str, dtype: torch.dtype):
     """The attention mask a decoder layer >= K sees while decoding; ``total`` is the unpruned key length."""
     if mask is None:
         if layout.valid is None:
@@ -87,29 +87,34 @@ def decode_mask(mask, layout: Layout, *, q: int, total: int, fmt: str, dtype: to
 
 
 class Memo:
-    """Per-forward cache of rewritten kwargs: every layer >= K gets the same objects, rewritten once."""
+    """Per-forward cache of rewritten kwargs: every layer >= K gets the same objects, rewritten once.
+
+    Keyed by the input object's identity, so a model that hands different layers different masks
+    (sliding-window and full layers) gets each rewritten once. ``get(name, obj, make, *args)`` returns
+    the rewrite of ``obj``, calling ``make(obj, *args)`` only the first time (no closure per layer).
+    """
+
+    __slots__ = ("_done",)
 
     def __init__(self):
         self._done: dict[tuple[str, int], tuple[object, object]] = {}
 
-    def get(self, name: str, obj, make):
-        if obj is None:
-            key = (name, 0)
-        else:
-            key = (name, id(obj))
-        hit = self._done.get(key)
+    def get(self, name: str, obj, make, *args):
+        hit = self._done.get((name, id(obj)))
         if hit is not None and hit[0] is obj:
             return hit[1]
-        new = make(obj)
-        self._done[key] = (obj, new)
+        new = make(obj, *args)
+        self._done[(name, id(obj))] = (obj, new)
         return new
 
 
 class Rewriter:
     """The keyword rewriting of one handle: its mask format and position policy are fixed at apply().
 
-    ``p`` is the pass (state.Pass) being served, ``step`` the LLM forward in progress (state.Forward).
-    The per-layer methods go through ``step.memo``, so layers >= K share one rewritten object each.
+    ``p`` is the pass (state.Pass) being served, ``step`` the model call in progress (state.Forward).
+    Keyword dicts are rewritten in place: each is the call's own (Python builds a fresh one per call).
+    The per-layer methods go through ``step.memo``, so layers >= K share one rewritten object each and
+    a layer after the first only looks them up.
     """
 
     def __init__(self, fmt: str, positions):
@@ -148,32 +153,47 @@ class Rewriter:
         return kwargs
 
     # ------------------------------------------------------------------ decoder layers >= K (llm pruning)
-    def layer_prefill(self, kwargs: dict, hidden, p, step) -> dict:
-        layout, renumbering, memo, policy = p.outcome.layout, p.renumbering, step.memo, self.positions
-        kwargs["attention_mask"] = memo.get("mask", kwargs.get("attention_mask"), lambda m: prefill_mask(
-            m, layout, fmt=self.fmt, dtype=hidden.dtype))
-        kwargs["position_ids"] = memo.get("pos", kwargs.get("position_ids"),
-                                          lambda t: policy.layer_prefill_ids(t, layout, renumbering))
-        kwargs["position_embeddings"] = memo.get("rope", kwargs.get("position_embeddings"),
-                                                 lambda t: policy.layer_prefill_rope(t, layout, renumbering, hidden))
-        return kwargs
-
-    def layer_decode(self, kwargs: dict, hidden, index: int, p, step) -> dict | None:
-        """Layer ``index`` while decoding; None when nothing needs rewriting."""
+    def layer_prefill(self, kwargs: dict, hidden, p, step) -> None:
         layout, memo, policy = p.outcome.layout, step.memo, self.positions
-        if layout.is_identity() and not policy.rewrites_decode:
-            return None
-        q = hidden.shape[1]
-        kwargs["attention_mask"] = memo.get("mask", kwargs.get("attention_mask"), lambda m: decode_mask(
-            m, layout, q=q, total=_unpruned_keys(kwargs.get("past_key_values"), index, layout, q), fmt=self.fmt,
-            dtype=hidden.dtype))
+        kwargs["attention_mask"] = memo.get("mask", kwargs.get("attention_mask"), prefill_mask, layout, self.fmt,
+                                            hidden.dtype)
+        kwargs["position_ids"] = memo.get("pos", kwargs.get("position_ids"), policy.layer_prefill_ids, layout,
+                                          p.renumbering)
+        kwargs["position_embeddings"] = memo.get("rope", kwargs.get("position_embeddings"),
+                                                 policy.layer_prefill_rope, layout, p.renumbering, hidden)
+
+    def layer_decode(self, kwargs: dict, hidden, index: int, p, step) -> bool:
+        """Layer ``index`` while decoding; False (kwargs untouched) when nothing needs rewriting.
+
+        Layers >= K hold fewer keys than the model sizes its masks for; a mask the model passes must
+        follow, and dead slots need one built. With no mask (SDPA's causal path) and none built, nothing
+        changes unless the position policy renumbers decoding.
+        """
+        mask = kwargs.get("attention_mask")
+        layout, policy = p.outcome.layout, self.positions
+        masks = p.keys_moved and (mask is not None or layout.valid is not None)
+        if not masks and not policy.rewrites_decode:
+            return False
+        memo = step.memo
+        if masks:
+            kwargs["attention_mask"] = memo.get("mask", mask, _layer_decode_mask, layout, hidden,
+                                                kwargs.get("past_key_values"), index, self.fmt)
         if policy.rewrites_decode:
-            renumbering = p.renumbering
-            kwargs["position_ids"] = memo.get("pos", kwargs.get("position_ids"),
-                                              lambda t: policy.layer_decode_ids(t, renumbering))
-            kwargs["position_embeddings"] = memo.get("rope", kwargs.get("position_embeddings"), lambda _: (
-                policy.layer_decode_rope(hidden, renumbering, seen=step.seen, lm_positions=step.lm_positions)))
-        return kwargs
+            kwargs["position_ids"] = memo.get("pos", kwargs.get("position_ids"), policy.layer_decode_ids,
+                                              p.renumbering)
+            kwargs["position_embeddings"] = memo.get("rope", kwargs.get("position_embeddings"), _layer_decode_rope,
+                                                     policy, hidden, p.renumbering, step)
+        return True
+
+
+def _layer_decode_mask(mask, layout: Layout, hidden, cache, index: int, fmt: str):
+    q = hidden.shape[1]
+    return decode_mask(mask, layout, q, _unpruned_keys(cache, index, layout, q), fmt, hidden.dtype)
+
+
+def _layer_decode_rope(_, policy, hidden, renumbering, step):
+    # fresh (cos, sin) at the shifted positions; the model's own ones are not reused
+    return policy.layer_decode_rope(hidden, renumbering, seen=step.seen, lm_positions=step.lm_positions)
 
 
 def _unpruned_keys(cache, index: int, layout: Layout, q: int) -> int:

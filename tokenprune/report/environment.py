@@ -68,7 +68,9 @@ def under_load(df: pd.DataFrame) -> pd.Series:
 
 def _values(series: pd.Series) -> str:
     """The value every cell shares, or each value with its number of cells."""
-    vals = [str(v) if _present(v) else "not recorded" for v in series]
+    # a column with gaps turns recorded integers (cpu_count) into floats: print them as recorded
+    vals = [("not recorded" if not _present(v) else
+             str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)) for v in series]
     if not vals or set(vals) == {"not recorded"}:
         return "not recorded"
     counts = pd.Series(vals).value_counts()
@@ -77,16 +79,23 @@ def _values(series: pd.Series) -> str:
     return ", ".join(f"{v} ({n} cells)" for v, n in counts.items())
 
 
+def _spread(df: pd.DataFrame, column: str) -> str:
+    values = pd.to_numeric(df.get(column, pd.Series(dtype=float)), errors="coerce").dropna()
+    if values.empty:
+        return "not recorded"
+    return f"{values.min():.2f} – {values.max():.2f} (median {values.median():.2f})"
+
+
 def environment_section(df: pd.DataFrame) -> Section | None:
     done = df[df["status"] == "done"]
     if done.empty or not any(c.startswith("environment.") for c in done.columns):
         return None
     rows = [[label, _values(done.get(f"environment.{key}", pd.Series(dtype=object)))] for key, label in ENV_FIELDS]
-    load = pd.to_numeric(done.get("environment.load_average_1min", pd.Series(dtype=float)), errors="coerce").dropna()
-    rows.append(["1-min load average while timing",
-                 f"{load.min():.2f} – {load.max():.2f} (median {load.median():.2f})" if not load.empty
-                 else "not recorded"])
-    rows.append(["load threshold", _values(done.get("environment.load_threshold", pd.Series(dtype=object)))])
+    rows.append(["CPUs", _values(done.get("environment.cpu_count", pd.Series(dtype=object)))])
+    rows.append(["CPUs other processes used while timing", _spread(done, "environment.other_cpu_load")])
+    rows.append(["load threshold (CPUs)", _values(done.get("environment.load_threshold", pd.Series(dtype=object)))])
+    rows.append(["1-min load average at the end of each cell (ours included)",
+                 _spread(done, "environment.load_average_1min")])
     flagged = under_load(done)
     recorded = done.get("environment.timed_under_load", pd.Series(dtype=object)).map(_present)
     rows.append(["cells timed under load", f"{int(flagged.sum())} of {len(done)}" if recorded.any()
@@ -105,15 +114,20 @@ def environment_section(df: pd.DataFrame) -> Section | None:
     return Section("Environment", [text, Table(["", "value"], rows)])
 
 
+def _busy(other, threshold) -> str:
+    used = f"other processes used {other:.2f} CPUs" if _present(other) else "other processes' use not recorded"
+    return f"{used}, threshold {threshold:.2f}" if _present(threshold) else used
+
+
 def load_warning_section(df: pd.DataFrame) -> Section | None:
     done = df[df["status"] == "done"]
     flagged = done[under_load(done)]
     if flagged.empty:
         return None
-    lines = [f"{r['model']} | {r['label']} | {r['budget_label']} | {r['benchmark']}: load "
-             f"{r.get('environment.load_average_1min')} over threshold {r.get('environment.load_threshold')}"
+    lines = [f"{r['model']} | {r['label']} | {r['budget_label']} | {r['benchmark']}: "
+             f"{_busy(r.get('environment.other_cpu_load'), r.get('environment.load_threshold'))}"
              for _, r in flagged.iterrows()]
-    text = Text(f"**{len(flagged)} of {len(done)} cells were timed while the host was busy** (1-min load average "
-                "above the run's threshold). Their latencies measure the host's other work as much as the "
+    text = Text(f"**{len(flagged)} of {len(done)} cells were timed while the host was busy** (other processes "
+                "kept more CPUs busy than the run's threshold, `latency.max_load`, while the cell was timed). Their latencies measure the host's other work as much as the "
                 "strategy: they are drawn hollow in the latency figures. Rerun them on a quiet host to compare speed.")
     return Section("Warning: timed under load", [text, Bullets(lines)], level=2)
