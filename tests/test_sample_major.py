@@ -224,3 +224,43 @@ def test_bench_sweep_runs_both_modes_and_reports_identical_results(tmp_path, cap
     assert "speed-up" in (out / "sweep_tiny-sweep.md").read_text()
     assert main(["bench", "sweep", str(grid), "--limit", "0"]) == 2
     assert "--limit 0: must be a number of samples >= 1" in capsys.readouterr().err
+
+
+def test_flops_saving_counts_each_cell_as_the_runner_does(tmp_path, capsys):
+    """--flops-only: each cell's LLM prefill FLOPs as its metrics.json counts them, the vision tower once for
+    the cells that share it, and layers below K once for the cells that start there."""
+    from tokenprune.bench.sharing_flops import cell_prefill, grid_saving, tally
+    from tokenprune.api import get_strategy
+    from tokenprune.flops import VisionShape
+    from tokenprune.runner.execute import load_model
+
+    sweep = yaml.safe_load(Path("experiments/sweep.yaml").read_text())
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({**sweep, "benchmarks": [{"name": "shapes", "limit": 2}], "batch_size": 2,
+                                    "latency": {"warmup": 0}}))
+    grid = sweep_grid(path, "sample")
+    vlm = load_model(grid.cells[0].model)
+    run_mode(grid, tmp_path / "run", {grid.cells[0].model.key(): vlm})
+    config = vlm.model.config
+    shape, vision = LLMShape.from_config(config), VisionShape.from_config(config)
+    for cs in RunStore(tmp_path / "run").cells():
+        cell = cs.cell
+        strategy = None if cell.strategy == "vanilla" else get_strategy(cell.strategy, **cell.params)
+        ours = [cell_prefill(strategy, cell.budget, cell.keep_ratio, shape, vision,
+                             (r.get("native_prompt_tokens") or r["prompt_tokens"]) - r["n_visual"], r["n_visual"],
+                             (12, 12))[1] for r in cs.records()]
+        assert sum(ours) / len(ours) == cs.metrics()["flops"]["prefill_flops"], cell.describe()
+    result = tally(grid.cells, shape, vision, 64, 144, (12, 12))
+    native = vision.flops([144])
+    resized = sum(vision.flops([rows * cols]) for rows, cols in (get_strategy("downsample").planned_grid((12, 12), b)
+                                                                  for b in (48, 32, 16)))
+    assert result.vision == 31 * native + resized and result.vision_shared == native + resized
+    assert result.leader == "vanilla" and result.depths == [2]  # 12 llm-stage cells start at layer 2
+    assert result.llm_skipped == 12 * 2 * shape.layer_flops(208, 208)
+    assert main(["bench", "sweep", str(path), "--flops-only"]) == 0
+    assert f"{100 * result.saved:.1f} % saved; vanilla leads, the others start at layers [2]" in capsys.readouterr().out
+    paper = grid_saving("experiments/paper/main_llava15_7b.yaml", arch="llava-1.5-7b")[0]
+    assert paper.visual == 576 and len(paper.streams) == 9
+    assert {tuple(t.depths) for t in paper.streams.values()} == {(2, 8)}  # fastv, dart, vlm_pruner; saint at 8
+    assert main(["bench", "sweep", "experiments/paper/main_llava15_7b.yaml", "--flops-only", "--arch", "qwen"]) == 2
+    assert "--arch 'qwen': the model shape is known for llava-1.5-7b, llava-mid" in capsys.readouterr().err

@@ -47,19 +47,26 @@ LLAVA_MID = {
 }
 
 
+def llava_config(sizes, image_token_id: int):
+    """The LlavaConfig of a LLaVA-1.5-architecture VLM of these ``sizes`` (no weights)."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+
+    return LlavaConfig(vision_config=CLIPVisionConfig(**sizes["vision"]), text_config=LlamaConfig(**sizes["text"]),
+                       image_token_id=image_token_id, vision_feature_layer=-2,
+                       vision_feature_select_strategy="default", pad_token_id=0)
+
+
 def llava(dtype=torch.bfloat16, device="cuda", attn_implementation="sdpa", sizes=LLAVA_15_7B,
           name="llava-1.5-7b"):
     """A random-weight LLaVA-1.5-architecture VLM, saved with a processor and loaded through the `llava` adapter."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import LlavaForConditionalGeneration, LlavaProcessor
     from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
     from ..models.llava import LlavaAdapter
 
     tok = _tokenizer()
-    vision = CLIPVisionConfig(**sizes["vision"])
-    text = LlamaConfig(**sizes["text"])
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"),
-                         vision_feature_layer=-2, vision_feature_select_strategy="default", pad_token_id=0)
+    config = llava_config(sizes, image_token_id=tok.convert_tokens_to_ids("<image>"))
+    vision = config.vision_config
     config._attn_implementation = attn_implementation
     with torch.device(device):
         model = LlavaForConditionalGeneration._from_config(config, dtype=dtype).eval()
@@ -128,3 +135,13 @@ def qwen2_vl_7b(dtype=torch.bfloat16, device="cuda", attn_implementation="sdpa",
 
 
 ARCHS = {"llava-1.5-7b": llava_15_7b, "llava-mid": llava_mid, "qwen2-vl-7b": qwen2_vl_7b}
+SHAPES = {"llava-1.5-7b": LLAVA_15_7B, "llava-mid": LLAVA_MID}  # the LLaVA-layout archs, by their config sizes
+
+
+def config_of(name: str):
+    """The config (no weights) of the LLaVA-layout architecture ``name``."""
+    from ..errors import ConfigError
+
+    if name not in SHAPES:
+        raise ConfigError(f"--arch {name!r}: the model shape is known for {', '.join(SHAPES)}")
+    return llava_config(SHAPES[name], image_token_id=_tokenizer().convert_tokens_to_ids("<image>"))
