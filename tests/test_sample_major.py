@@ -221,7 +221,8 @@ def test_bench_sweep_runs_both_modes_and_reports_identical_results(tmp_path, cap
     assert [r["mode"] for r in result["runs"]] == ["cell", "sample", "sample", "cell"]  # alternating
     phases = {r["mode"]: r["phases_s"] for r in result["rows"]}
     assert phases["sample"]["vision"] < phases["cell"]["vision"] and "threads" in result["environment"]
-    assert "speed-up" in (out / "sweep_tiny-sweep.md").read_text()
+    md = (out / "sweep_tiny-sweep.md").read_text()
+    assert "speed-up" in md and "Analytic prefill FLOPs of the same grid" in md and "% saved" in md
     assert main(["bench", "sweep", str(grid), "--limit", "0"]) == 2
     assert "--limit 0: must be a number of samples >= 1" in capsys.readouterr().err
 

@@ -164,9 +164,10 @@ def _add_bench_parsers(sub):
     w.add_argument("--flops-only", action="store_true",
                    help="print the analytic FLOPs that sample-major sharing saves on this grid, run nothing")
     w.add_argument("--text-tokens", type=int, default=64,
-                   help="--flops-only: prompt tokens besides the visual ones, per sample (default 64)")
-    w.add_argument("--arch", help="--flops-only: take the model shape from this bench architecture "
-                                  "(e.g. llava-1.5-7b) instead of the checkpoint's config")
+                   help="analytic FLOPs (--flops-only, and beside the timings): prompt tokens besides the visual "
+                        "ones, per sample (default 64)")
+    w.add_argument("--arch", help="analytic FLOPs: take the model shape from this bench architecture "
+                                  "(llava-1.5-7b, llava-mid) instead of the checkpoint's config")
     w.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     w.add_argument("--keep", help="keep the run directories here (default: a temporary directory, removed)")
     w.add_argument("--out", default="reports/bench", help="directory for the JSON and markdown results "

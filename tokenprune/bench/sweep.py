@@ -200,7 +200,9 @@ def summary_lines(result: dict) -> list[str]:
         f"speed-up: {speedup_text(result['speedup'])}",
         f"results: {same}",
         f"host: other processes kept {_loads(result)} CPUs busy during the timed runs"
-        + (" (busy: these timings are no evidence)" if result["busy"] else ""),
+        + (" (busy: these timings are no evidence)" if result["busy"] else "")
+        + f"; 1-minute load average before and after: {' / '.join(str(v) for v in result['load_average_1min'])} "
+          f"(it counts this bench's own threads)",
     ]
 
 
@@ -223,6 +225,9 @@ def markdown(result: dict, legend: str = "") -> str:
                  "layer, decode = decoder layers while decoding, rest = everything else (generate's own work, "
                  "selection, scoring, records).\n\n")
         body += markdown_table(rows, ["mode", *PHASES, "rest"])
+    if result.get("flops"):
+        body += ("\nAnalytic prefill FLOPs of the same grid (`tokenprune bench sweep GRID --flops-only`):\n\n"
+                 + "\n".join(f"    {line}" for line in result["flops"]) + "\n")
     if result.get("busy"):
         body += ("\n**The host was busy**: other processes kept "
                  f"{max(v for v in result['other_cpu_load'] if v is not None):.2f} CPUs busy during a timed run, over "
