@@ -161,7 +161,7 @@ def run(path, *, limit: int | None = None, repeats: int = 1, phases: bool = Fals
             row["phases_s"] = {k: round(statistics.median(p[k] for p in mode_phases), 3) for k in mode_phases[0]}
         summary.append(row)
     speedup = summary[0]["wall_s"] / summary[1]["wall_s"] if summary[1]["wall_s"] else None
-    if not keep:
+    if not keep:  # kept when a run failed (run_mode raised): its error.json files name the cause
         import shutil
 
         shutil.rmtree(root, ignore_errors=True)
