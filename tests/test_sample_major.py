@@ -265,3 +265,14 @@ def test_flops_saving_counts_each_cell_as_the_runner_does(tmp_path, capsys):
     assert {tuple(t.depths) for t in paper.streams.values()} == {(2, 8)}  # fastv, dart, vlm_pruner; saint at 8
     assert main(["bench", "sweep", "experiments/paper/main_llava15_7b.yaml", "--flops-only", "--arch", "qwen"]) == 2
     assert "--arch 'qwen': the model shape is known for llava-1.5-7b, llava-mid" in capsys.readouterr().err
+
+
+def test_vanilla_cells_of_other_seeds_start_at_the_last_layer(tmp_path):
+    """Qwen3-VL (DeepStack adds vision features after layers 0-2): the second seed's vanilla cell replays
+    layers 0..2, its fastv cells layers 0..1, and all match cell by cell."""
+    vlm = tiny_models.qwen3_vl()
+    grid = write_grid(tmp_path, vlm, ["vanilla", "fastv"], name="seeds", seeds=[0, 1])
+    runs = run_both(tmp_path, vlm, grid)
+    assert differences(runs["cell"][0], runs["sample"][0]) == [] and len(runs["cell"][0]) == 4
+    cell_counts, sample_counts = runs["cell"][1], runs["sample"][1]
+    assert [cell_counts[i] - sample_counts[i] for i in range(4)] == [2 * 3, 2 * 3, 2 * 1, 0]
