@@ -175,7 +175,7 @@ def test_latency_spread_environment_and_load_warning(tmp_path, fake_plugin):
     assert "| torch threads | 2 |" in env and "| load threshold (CPUs) | not recorded (6 cells), 0.5 (4 cells) |" in env
     assert "| CPUs | not recorded (6 cells), 2 (4 cells) |" in env
     assert "| CPUs other processes used while timing | 1.25 – 1.25 (median 1.25) |" in env
-    assert "| 1-min load average at the end of each cell (ours included) | 0.50 – 3.20 (median 0.50) |" in env
+    assert "| 1-min load average when each cell's timings were recorded (ours included) | 0.50 – 3.20 (median 0.50) |" in env
     assert "| cells timed under load | 4 of 10 |" in env
     assert "| latency measured on | not recorded (6 cells), latency-subset (4 cells) |" in env
 

@@ -94,7 +94,7 @@ def environment_section(df: pd.DataFrame) -> Section | None:
     rows.append(["CPUs", _values(done.get("environment.cpu_count", pd.Series(dtype=object)))])
     rows.append(["CPUs other processes used while timing", _spread(done, "environment.other_cpu_load")])
     rows.append(["load threshold (CPUs)", _values(done.get("environment.load_threshold", pd.Series(dtype=object)))])
-    rows.append(["1-min load average at the end of each cell (ours included)",
+    rows.append(["1-min load average when each cell's timings were recorded (ours included)",
                  _spread(done, "environment.load_average_1min")])
     flagged = under_load(done)
     recorded = done.get("environment.timed_under_load", pd.Series(dtype=object)).map(_present)
