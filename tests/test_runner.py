@@ -2,6 +2,7 @@
 test_executors.py)."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -81,7 +82,9 @@ def test_run_records_everything_and_resumes_finished_cells(tmp_path, checkpoint,
     assert (cell.dir / "DONE").exists() and (cell.dir / "spec.json").exists()
     first = results(out)
     assert main(["run", str(grid), "--out", str(out), "--quiet", "--no-report"]) == 0
-    assert "skipped (already finished) 7" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "skipped (already finished) 7" in printed
+    assert re.search(r"^run took (\d+ min )?\d+(\.\d)? s$", printed, re.M)  # the wall time a README figure quotes
     assert results(out) == first
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from .. import registry
@@ -117,11 +118,13 @@ def run_command(args) -> int:
     executor = registry.lookup("executors", grid.executor)(**grid.executor_options)
     latency.warn_if_busy(grid.latency.max_load, "the run")
     progress = Progress(total_cells=len(grid.cells), enabled=not args.quiet, store=store)
+    started = time.perf_counter()
     try:
         status = executor.run(group_by_model(grid.cells), store, warmup=grid.latency_warmup, progress=progress)
     finally:
         progress.close()
     print_summary(grid, store, status)
+    print(f"run took {_duration(time.perf_counter() - started)}")
     if not args.no_report:
         try:
             from ..report import write_report
@@ -129,12 +132,18 @@ def run_command(args) -> int:
             pass
         else:
             try:
+                started = time.perf_counter()
                 where = write_report(store.root, out=args.report_out or store.root / "report")
-                print(f"report: {where}")
+                print(f"report: {where} (took {_duration(time.perf_counter() - started)})")
             except TokenpruneError as exc:
                 print(f"tokenprune: report not written: {exc}", file=sys.stderr)
     failed = [cid for cid, s in status.items() if s == "failed"]
     return 1 if failed else 0
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{seconds:.1f} s"
 
 
 def print_summary(grid, store, status):
