@@ -49,3 +49,39 @@ def test_no_tracked_file_points_outside_the_repository():
                  for name, text in tracked_text_files()
                  for number, line in enumerate(text.splitlines(), 1) if OUTSIDE.search(line)]
     assert not offenders, "point to docs/methods/ (or another in-repo doc) instead:\n" + "\n".join(offenders)
+
+
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to dashes."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors(path: Path) -> set:
+    return {github_anchor(line.lstrip("#")) for line in path.read_text().splitlines() if line.startswith("#")}
+
+
+def test_github_anchor_matches_githubs_rule():
+    assert github_anchor(" Write your own benchmark") == "write-your-own-benchmark"
+    assert github_anchor(" Your own data: `custom`") == "your-own-data-custom"
+
+
+def test_every_relative_link_in_the_docs_resolves():
+    """README and docs links name files (and headings) that exist in the checkout."""
+    broken = []
+    for name, text in tracked_text_files():
+        if not name.endswith(".md"):
+            continue
+        for target in LINK.findall(text):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):  # web links, same-page anchors
+                continue
+            file, _, anchor = target.partition("#")
+            path = (ROOT / name).parent / file
+            if not path.exists():
+                broken.append(f"{name}: {target} (no such file)")
+            elif anchor and path.suffix == ".md" and anchor not in anchors(path):
+                broken.append(f"{name}: {target} (no such heading)")
+    assert not broken, "\n".join(broken)
