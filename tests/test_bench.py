@@ -41,11 +41,11 @@ def test_e2e_bench_sets_speed_beside_flops(tmp_path):
     import tiny_models
 
     ckpt = tiny_models.llava(layers=4).checkpoint
-    assert main(["bench", "e2e", "--arch", ckpt, "--strategies", "random,downsample", "--budgets", "9",
+    assert main(["bench", "e2e", "--arch", ckpt, "--strategies", "random,limit,downsample", "--budgets", "9",
                  "--repeats", "2", "--warmup", "0", "--out", str(tmp_path)]) == 0
     payload = json.loads(next(tmp_path.glob("e2e_*.json")).read_text())
     rows, env = payload["rows"], payload["environment"]
-    assert [r["strategy"] for r in rows] == ["vanilla", "limit", "random", "downsample"]
+    assert [r["strategy"] for r in rows] == ["vanilla", "limit", "random", "downsample"]  # limit once, first
     assert env["rounds"] == 2 and set(env["load_average_1min"]) == {"before", "after_warmup", "max", "end"}
     assert set(env["other_processes_cores"]) == {"mean", "max_round"} and isinstance(env["busy"], bool)
     assert env["flops_scope"] == "vision+llm" and 0 < env["vision_flops_share"] < 1

@@ -254,7 +254,7 @@ def run(arch="zoo:shapes-llava-144", strategies=None, budgets=None, devices=None
     n_layers = len(vlm.decoder_layers)
     cases = [Case(name, ZeroCostLimit() if name == "limit" else _fitted(get_strategy(name), n_layers), budget)
              for budget in budgets or [max(1, round(n_visual * r)) for r in (1 / 3, 2 / 9, 1 / 9)]
-             for name in ["limit", *names]]
+             for name in dict.fromkeys(["limit", *names])]  # `limit` always, and once even when asked for
 
     def lengths():
         return sorted({n for c in cases if c.record for n in predict.alive(c)} - {n_total})
