@@ -162,6 +162,8 @@ def test_latency_spread_environment_and_load_warning(tmp_path, fake_plugin):
 
     run = tmp_path / "run"
     fabricate(run, extra=extra)
+    RunStore(run).record_invocation({"wall_s": 95.2, "done": 10, "skipped": 0, "failed": 0})
+    RunStore(run).record_invocation({"wall_s": 4.04, "done": 0, "skipped": 9, "failed": 1})  # a resumed run
     main(["report", str(run), "--out", str(tmp_path / "rep")])
     cells = pd.read_csv(tmp_path / "rep" / "cells.csv").set_index(["strategy", "budget", "benchmark"])
     assert cells.loc[("uniform", 4, "image_bench"), "latency.prefill_s_p75"] == 0.5  # as recorded
@@ -178,6 +180,8 @@ def test_latency_spread_environment_and_load_warning(tmp_path, fake_plugin):
     assert "| 1-min load average when each cell's timings were recorded (ours included) | 0.50 – 3.20 (median 0.50) |" in env
     assert "| cells timed under load | 4 of 10 |" in env
     assert "| latency measured on | not recorded (6 cells), latency-subset (4 cells) |" in env
+    assert ("| wall time of each `tokenprune run` (accuracy pass and latency, report excluded) | "
+            "1 min 35 s (10 cells run, 0 already done); 4.0 s (0 cells run, 9 already done, 1 failed) |") in env
 
 
 def test_seeds_are_pooled_with_their_spread(tmp_path, fake_plugin):

@@ -85,6 +85,9 @@ def test_run_records_everything_and_resumes_finished_cells(tmp_path, checkpoint,
     printed = capsys.readouterr().out
     assert "skipped (already finished) 7" in printed
     assert re.search(r"^run took (\d+ min )?\d+(\.\d)? s$", printed, re.M)  # the wall time a README figure quotes
+    first_run, second_run = RunStore(out).invocations()  # and the report's record of it
+    assert (first_run["done"], first_run["skipped"], second_run["done"], second_run["skipped"]) == (7, 0, 0, 7)
+    assert first_run["wall_s"] > 0 and first_run["executor"] == "local"
     assert results(out) == first
 
 

@@ -129,3 +129,9 @@ def host_busy(window_s: float = 0.3) -> tuple[float | None, str]:
     with meter.span():
         time.sleep(window_s)
     return meter.other_cpus(), meter.measure
+
+
+def duration(seconds: float) -> str:
+    """A wall time as people read it: 4.5 s, 1 min 35 s."""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{seconds:.1f} s"

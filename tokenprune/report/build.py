@@ -125,7 +125,7 @@ def _figures(run: data.RunData, styles: Styles) -> list[Section]:
         if png is None:
             continue
         if title.startswith("Accuracy vs measured"):
-            env = environment.environment_section(df)
+            env = environment.environment_section(df, run.invocations)
             sections += [env] if env is not None else []
         sections.append(Section(title, [Figure(_slug(title) + ".png", png, title, min_width=900), Text(caption)]))
     return sections

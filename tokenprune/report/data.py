@@ -27,6 +27,7 @@ class RunData:
     grid: dict  # the grid as the run recorded it (grid.json)
     label_order: list[str] = field(default_factory=list)
     unc: uncertainty.Uncertainty | None = None
+    invocations: list[dict] = field(default_factory=list)  # one per `tokenprune run` into the directory
 
 
 def grid_raw(run_dir: Path) -> dict:
@@ -104,4 +105,5 @@ def load(run_dir, with_intervals: bool = True) -> RunData:
     expected = expected_cells(run_dir, grid, str(run_dir / "grid.json"))
     df = add_missing(df, expected, [cs.cell for cs in stores.values()])
     label_order = list(dict.fromkeys(c.label or c.strategy for c in expected or []))
-    return RunData(run_dir, run_dir.resolve().name, df, records, grid, label_order, unc)
+    return RunData(run_dir, run_dir.resolve().name, df, records, grid, label_order, unc,
+                   RunStore(run_dir).invocations())

@@ -86,7 +86,17 @@ def _spread(df: pd.DataFrame, column: str) -> str:
     return f"{values.min():.2f} – {values.max():.2f} (median {values.median():.2f})"
 
 
-def environment_section(df: pd.DataFrame) -> Section | None:
+def run_times(invocations: list[dict]) -> str:
+    """Each `tokenprune run` into the directory: its wall time and what it ran."""
+    if not invocations:
+        return "not recorded"
+    def one(i):
+        failed = f", {i['failed']} failed" if i.get("failed") else ""
+        return f"{timing.duration(i['wall_s'])} ({i.get('done', 0)} cells run, {i.get('skipped', 0)} already done{failed})"
+    return "; ".join(one(i) for i in invocations)
+
+
+def environment_section(df: pd.DataFrame, invocations: list[dict] = ()) -> Section | None:
     done = df[df["status"] == "done"]
     if done.empty or not any(c.startswith("environment.") for c in done.columns):
         return None
@@ -103,6 +113,8 @@ def environment_section(df: pd.DataFrame) -> Section | None:
     rows.append(["accuracy pass run", _values(done.get("environment.execution", pd.Series(dtype=object)))])
     rows.append(["latency measured on", _values(done.get("latency.source", pd.Series(dtype=object)))])
     rows.append(["timing repeats", _values(done.get("latency.repeats", pd.Series(dtype=object)))])
+    rows.append(["wall time of each `tokenprune run` (accuracy pass and latency, report excluded)",
+                 run_times(list(invocations))])
     text = ("Latency depends on the host as much as on the strategy: compare timings only between cells "
             "measured under the same conditions, on a quiet host. Accuracy pass run `cell`: cell after cell; "
             "`sample`: sample-major, the cells of a model sharing each batch's inputs, vision tower and layers "

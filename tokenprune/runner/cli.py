@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .. import registry
 from ..errors import ConfigError, TokenpruneError
+from ..timing import duration
 from . import latency, preflight, run_spec
 from .grid import load_grid
 from .progress import Progress
@@ -118,13 +119,16 @@ def run_command(args) -> int:
     executor = registry.lookup("executors", grid.executor)(**grid.executor_options)
     latency.warn_if_busy(grid.latency.max_load, "the run")
     progress = Progress(total_cells=len(grid.cells), enabled=not args.quiet, store=store)
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
     try:
         status = executor.run(group_by_model(grid.cells), store, warmup=grid.latency_warmup, progress=progress)
     finally:
         progress.close()
+    wall_s = time.perf_counter() - started
+    store.record_invocation({"started": started_at, "wall_s": round(wall_s, 1), "executor": grid.executor,
+                             **{s: list(status.values()).count(s) for s in ("done", "skipped", "failed")}})
     print_summary(grid, store, status)
-    print(f"run took {_duration(time.perf_counter() - started)}")
+    print(f"run took {duration(wall_s)}")
     if not args.no_report:
         try:
             from ..report import write_report
@@ -134,16 +138,11 @@ def run_command(args) -> int:
             try:
                 started = time.perf_counter()
                 where = write_report(store.root, out=args.report_out or store.root / "report")
-                print(f"report: {where} (took {_duration(time.perf_counter() - started)})")
+                print(f"report: {where} (took {duration(time.perf_counter() - started)})")
             except TokenpruneError as exc:
                 print(f"tokenprune: report not written: {exc}", file=sys.stderr)
     failed = [cid for cid, s in status.items() if s == "failed"]
     return 1 if failed else 0
-
-
-def _duration(seconds: float) -> str:
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes} min {rest} s" if minutes else f"{seconds:.1f} s"
 
 
 def print_summary(grid, store, status):

@@ -142,6 +142,14 @@ class RunStore:
         self.root.mkdir(parents=True, exist_ok=True)
         write_atomic(self.run_path, json.dumps(record, indent=1, default=str))
 
+    def record_invocation(self, record: dict):
+        """One line per `tokenprune run` into this directory: when, how long, what it did (the report's run time)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        _append_line(self.root / "invocations.jsonl", record)
+
+    def invocations(self) -> list[dict]:
+        return _read_lines(self.root / "invocations.jsonl")
+
     def planned_cells(self) -> list[CellSpec] | None:
         """Every cell the run's grid spec(s) asked for, as run (smoke changes included); None without run.json."""
         record = self.read_run()
