@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-BUSY_LOAD = 1.2  # 1-minute load average before the run above which the machine counts as busy
+BUSY_LOAD = 1.2  # 1-minute load average before the run above which the machine counts as busy (fallback)
 BUSY_CORES = 0.5  # cores used by other processes, in any round, above which the machine counts as busy
 
 
@@ -49,8 +49,13 @@ class OtherCPU:
 
 
 def busy(conditions: dict) -> bool:
-    """Whether other work shared the machine while timing: load above BUSY_LOAD before the run, or other
-    processes above BUSY_CORES in any round."""
-    before = (conditions.get("load_average_1min") or {}).get("before")
+    """Whether other work shared the machine while timing: other processes above BUSY_CORES in any round.
+
+    Only where that cannot be measured (no /proc/stat), the 1-minute load average before the run above
+    BUSY_LOAD: it lags by a minute and counts whatever we ran just before, so it is the weaker evidence.
+    """
     other = (conditions.get("other_processes_cores") or {}).get("max_round")
-    return (before is not None and before > BUSY_LOAD) or (other is not None and other > BUSY_CORES)
+    if other is not None:
+        return other > BUSY_CORES
+    before = (conditions.get("load_average_1min") or {}).get("before")
+    return before is not None and before > BUSY_LOAD
