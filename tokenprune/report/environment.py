@@ -90,9 +90,11 @@ def run_times(invocations: list[dict]) -> str:
     """Each `tokenprune run` into the directory: its wall time and what it ran."""
     if not invocations:
         return "not recorded"
+
     def one(i):
         failed = f", {i['failed']} failed" if i.get("failed") else ""
         return f"{timing.duration(i['wall_s'])} ({i.get('done', 0)} cells run, {i.get('skipped', 0)} already done{failed})"
+
     return "; ".join(one(i) for i in invocations)
 
 

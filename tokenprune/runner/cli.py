@@ -126,7 +126,7 @@ def run_command(args) -> int:
         progress.close()
     wall_s = time.perf_counter() - started
     store.record_invocation({"started": started_at, "wall_s": round(wall_s, 1), "executor": grid.executor,
-                             **{s: list(status.values()).count(s) for s in ("done", "skipped", "failed")}})
+                             **status_counts(status)})
     print_summary(grid, store, status)
     print(f"run took {duration(wall_s)}")
     if not args.no_report:
@@ -136,13 +136,18 @@ def run_command(args) -> int:
             pass
         else:
             try:
-                started = time.perf_counter()
+                report_started = time.perf_counter()
                 where = write_report(store.root, out=args.report_out or store.root / "report")
-                print(f"report: {where} (took {duration(time.perf_counter() - started)})")
+                print(f"report: {where} (took {duration(time.perf_counter() - report_started)})")
             except TokenpruneError as exc:
                 print(f"tokenprune: report not written: {exc}", file=sys.stderr)
     failed = [cid for cid, s in status.items() if s == "failed"]
     return 1 if failed else 0
+
+
+def status_counts(status: dict) -> dict:
+    """How many cells ended done, skipped (finished before) and failed."""
+    return {s: list(status.values()).count(s) for s in ("done", "skipped", "failed")}
 
 
 def print_summary(grid, store, status):
@@ -160,7 +165,7 @@ def print_summary(grid, store, status):
         with __import__("pandas").option_context("display.max_rows", 500, "display.width", 200,
                                                   "display.max_columns", 20, "display.float_format", "{:.3g}".format):
             print(shown.to_string(index=False))
-    counts = {s: list(status.values()).count(s) for s in ("done", "skipped", "failed")}
+    counts = status_counts(status)
     print(f"done {counts['done']}, skipped (already finished) {counts['skipped']}, failed {counts['failed']}")
     for cs in store.cells():
         if status.get(cs.cell.id) == "failed":
