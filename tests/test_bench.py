@@ -101,12 +101,26 @@ def test_e2e_pairs_every_pruned_run_with_a_vanilla_run_and_rotates_the_order():
 
 
 def test_busy_counts_other_processes_not_the_bench_itself(monkeypatch):
+    from tokenprune import timing
     from tokenprune.bench import machine
+    from tokenprune.bench.e2e import Case, measure
 
-    # in 10 s the CPUs were busy for 20 s, 15 of them this process's: others kept 0.5 cores busy
-    clock = iter([(100.0, 5.0, 0.0), (120.0, 20.0, 10.0)])
-    monkeypatch.setattr(machine.OtherCPU, "_now", staticmethod(lambda: next(clock)))
-    assert machine.OtherCPU().sample() == 0.5
+    class Idle:
+        def vanilla(self, case, keep=True):
+            return 1.0
+
+        def pruned(self, case, keep=True):
+            return 1.0
+
+    # each round: the CPUs were busy for 20 s in 10 s, 15 of them this process's: others kept 0.5 cores busy
+    busy, own, clock = iter([100.0, 100.0, 120.0] * 2), iter([5.0, 20.0] * 2), iter([0.0, 10.0] * 2)
+    monkeypatch.setattr(timing, "_cpu_busy_seconds", lambda: next(busy))
+    monkeypatch.setattr(timing.time, "process_time", lambda: next(own))
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(timing.LoadMeter.__init__, "__defaults__", (timing._cpu_busy_seconds, timing.time.process_time,
+                                                                    timing.time.perf_counter, None))
+    _, conditions = measure(Idle(), [Case("a")], repeats=2, warmup=0)
+    assert conditions["other_processes_cores"] == {"mean": 0.5, "max_round": 0.5}
     assert not machine.busy({"load_average_1min": {"before": 0.3}, "other_processes_cores": {"max_round": 0.2}})
     assert machine.busy({"load_average_1min": {"before": 0.3}, "other_processes_cores": {"max_round": 0.9}})
     # the load average lags and counts our own earlier work: it decides only when nothing was measured

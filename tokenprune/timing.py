@@ -60,6 +60,11 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def load_average() -> float | None:
+    """The 1-minute load average, rounded (None where the OS has none). It lags, and counts our own work."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 def _cpu_busy_seconds() -> float | None:
     """CPU seconds every process together has spent on this process's CPUs since boot (Linux /proc/stat).
 

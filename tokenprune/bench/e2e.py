@@ -13,7 +13,6 @@ the cores other processes kept busy in each round.
 """
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -21,13 +20,13 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
+from .. import timing
 from ..benchmarks.base import Sample
 from ..engine import apply
 from ..engine.vision_timer import VisionTimer
 from ..selection import Selection
 from ..strategy import Strategy
 from ..timing import peak_memory_bytes, percentile, synchronize
-from .machine import OtherCPU, load_average
 from .predict import LEGEND, Prediction
 
 PROMPT = ("describe the picture . what is in this image ? how many are there ? " * 4).strip()
@@ -204,19 +203,21 @@ def measure(bench: Bench, cases: list[Case], repeats: int, warmup: int, lengths=
         bench.vanilla(base, keep=False)
         for case in cases:
             bench.pruned(case, keep=False)
-    loads, others = [load_average()], []
-    other = OtherCPU()
+    loads, others = [timing.load_average()], []
     for r in range(repeats):
-        shift = r % len(cases) if cases else 0
-        for case in cases[shift:] + cases[:shift]:
-            v = bench.vanilla(base)
-            case.ratios.append(v / bench.pruned(case))
-        if not cases:
-            bench.vanilla(base)
-        for n in lengths():
-            bench.llm_alone(n)
-        loads.append(load_average())
-        others.append(other.sample())
+        meter = timing.LoadMeter(loadavg=lambda: None)  # per round; without /proc/stat, busy() reads the load average
+        with meter.span():
+            shift = r % len(cases) if cases else 0
+            for case in cases[shift:] + cases[:shift]:
+                v = bench.vanilla(base)
+                case.ratios.append(v / bench.pruned(case))
+            if not cases:
+                bench.vanilla(base)
+            for n in lengths():
+                bench.llm_alone(n)
+        loads.append(timing.load_average())
+        cores = meter.other_cpus()
+        others.append(None if cores is None else round(cores, 3))
     seen, cores = [x for x in loads if x is not None], [x for x in others if x is not None]
     conditions = {"rounds": repeats, "warmup_runs": warmup, "pairing": "each pruned run after its own vanilla run",
                   "load_average_1min": {"before": load_before, "after_warmup": loads[0],
@@ -242,7 +243,7 @@ def run(arch="zoo:shapes-llava-144", strategies=None, budgets=None, devices=None
     """Rows (vanilla first, then per budget `limit` and each strategy) and the measuring conditions."""
     from .. import get_strategy, list_strategies
 
-    load_before = load_average()  # before this process adds its own
+    load_before = timing.load_average()  # before this process adds its own
     device = (devices or (["cuda"] if torch.cuda.is_available() else ["cpu"]))[-1]
     dtype = dtype or ("bfloat16" if device.startswith("cuda") else "float32")
     vlm = load(arch, device, dtype)

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 from pathlib import Path
 
 import torch
+
+from .. import timing
 
 
 def environment(device: str) -> dict:
@@ -17,8 +18,8 @@ def environment(device: str) -> dict:
     env = {"device": device, "torch": torch.__version__, "transformers": transformers.__version__,
            "tokenprune": __version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
            "cpu": platform.processor() or platform.machine()}
-    if hasattr(os, "getloadavg"):  # other work on the machine skews CPU timings: keep the evidence
-        env["load_average_1min"] = round(os.getloadavg()[0], 2)
+    if (load := timing.load_average()) is not None:  # other work on the machine skews CPU timings: keep the evidence
+        env["load_average_1min"] = load
     if device.startswith("cuda") and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
     return env

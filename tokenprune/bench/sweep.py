@@ -10,7 +10,6 @@ everything but the timings) and metrics (everything but latency, environment and
 """
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
 import time
@@ -130,7 +129,7 @@ def run(path, *, limit: int | None = None, repeats: int = 1, phases: bool = Fals
         raise TokenpruneError(f"--repeats must be at least 1, got {repeats}")
     grids = {mode: sweep_grid(path, mode, limit) for mode in MODES}
     cells = grids["cell"].cells
-    loads = [_load_average()]
+    loads = [timing.load_average()]
     models = {spec.key(): load_model(spec) for spec, _ in group_by_model(cells)}
     root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="tokenprune-bench-sweep-"))
     batch = max(c.batch_size for c in cells)
@@ -148,7 +147,7 @@ def run(path, *, limit: int | None = None, repeats: int = 1, phases: bool = Fals
     for key, result in results.items():
         if key != ("cell", 0):
             diffs += [f"{key[0]} run {key[1]}: {line}" for line in differences(reference, result)]
-    loads.append(_load_average())
+    loads.append(timing.load_average())
     answers = sum(len(c["records"]) for c in reference.values())
     summary = []
     for mode in MODES:
@@ -171,10 +170,6 @@ def run(path, *, limit: int | None = None, repeats: int = 1, phases: bool = Fals
             "identical": not diffs, "differences": diffs, "speedup": speedup, "rows": summary, "runs": runs,
             "load_average_1min": loads, "other_cpu_load": [r["other_cpu_load"] for r in runs],
             "busy": _busy(runs)}
-
-
-def _load_average():
-    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
 def _busy(runs) -> bool | None:
