@@ -18,8 +18,8 @@ def environment(device: str) -> dict:
     env = {"device": device, "torch": torch.__version__, "transformers": transformers.__version__,
            "tokenprune": __version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
            "cpu": platform.processor() or platform.machine()}
-    if (load := timing.load_average()) is not None:  # other work on the machine skews CPU timings: keep the evidence
-        env["load_average_1min"] = load
+    if (average := timing.load_average()) is not None:  # other work on the machine skews CPU timings: keep the evidence
+        env["load_average_1min"] = average
     if device.startswith("cuda") and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
     return env

@@ -105,8 +105,8 @@ def environment(device: str, dtype: str, attn_implementation: str, load: dict | 
         "python": platform.python_version(),
         "cpu_threads": torch.get_num_threads(),
     }
-    if (load := timing.load_average()) is not None:  # other work on the machine skews CPU timings: keep the evidence
-        env["load_average_1min"] = load
+    if (average := timing.load_average()) is not None:  # other work on the machine skews CPU timings: keep the evidence
+        env["load_average_1min"] = average
     if device.startswith("cuda") and torch.cuda.is_available():
         env["device_name"] = torch.cuda.get_device_name(torch.device(device))
     env.update(load or {})
