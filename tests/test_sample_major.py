@@ -10,6 +10,7 @@ import yaml
 
 from tokenprune.bench.sweep import comparable, differences, run_mode, sweep_grid
 from tokenprune.cli import main
+from tokenprune.engine.probe import attached
 from tokenprune.engine.shared_prefix import PrefixMismatch, PrefixRecorder, PrefixReplay, prefix_bytes
 from tokenprune.engine.shared_vision import VisionReplay, vision_bytes
 from tokenprune.errors import ConfigError
@@ -164,6 +165,10 @@ def test_replay_refuses_another_prefill_and_restores_the_layers():
     inputs = vlm.build_inputs(tiny_models.samples(2, image_sizes=SIZES))
     with VisionReplay(vlm, inputs) as vision, PrefixRecorder(vlm, [2]) as recorder:
         vlm.generate(inputs, max_new_tokens=2)
+        # recorded at the prefill: the recorder's hooks and probe are gone before the first decode step
+        assert recorder.recording is not None and not recorder._hooks
+        assert not any(layer._forward_hooks or layer._forward_pre_hooks for layer in vlm.decoder_layers)
+        assert attached(vlm.attention_of(vlm.decoder_layers[1])) is None
         vlm.generate(inputs, max_new_tokens=2)
         held_vision = vision.nbytes()
     assert (vision.runs, vision.replays) == (1, 1)

@@ -229,7 +229,6 @@ class PruneHandle:
                 p.first = outcome  # recorded together with the second point's outcome
                 return outcome
         p.outcome = outcome
-        p.keys_moved = not outcome.layout.is_identity()
         records = outcome.records if p.first is None else stages.merged_records(p.first, outcome)
         per_sample_vision = self._vision.seconds / p.prefill.B
         for rec in records:

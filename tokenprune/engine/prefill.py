@@ -250,7 +250,7 @@ class Prefill:
             ctx.text_embeds, _ = signals.padded_rows(embeds, [self.text_tokens(b) for b in members])
             ctx.image_embeds = signals.rows_at(embeds, pos)
             ctx.extras["relevance_space"] = "llm_embed"
-        wanted = set(getattr(engine.strategy, "required_extras", ()) or ())
+        wanted = set(engine.extras)
         ctx.extras["head_dim"] = engine.head_dim
         ctx.extras["image_start"] = [int(p[0]) - int(self.first_rows[b]) for p, b in zip(pos, members)]
         ctx.extras["visual_segments"] = [list(v.segments) for v in vis]

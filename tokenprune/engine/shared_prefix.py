@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..flops import kv_cache_bytes
 from .probe import AttentionProbe, attached
 
 
@@ -72,9 +73,9 @@ def prefix_bytes(shape, element_size: int, batch: int, length: int, depths) -> i
     depths = set(depths)
     if not depths:
         return 0
-    per_layer_kv = 2 * batch * shape.kv_heads * length * shape.head_dim
+    kv = kv_cache_bytes(shape, [batch * length] * max(depths), element_size)
     per_depth = batch * length * (shape.hidden + shape.heads * shape.head_dim)
-    return (max(depths) * per_layer_kv + len(depths) * per_depth) * element_size
+    return kv + len(depths) * per_depth * element_size
 
 
 class PrefixRecorder:
@@ -120,6 +121,11 @@ class PrefixRecorder:
         return self
 
     def __exit__(self, *exc):
+        self._detach()
+        return False
+
+    def _detach(self):
+        """Hooks off, probes back: once the prefill reached the deepest layer, decode steps pay nothing."""
         for h in self._hooks:
             h.remove()
         self._hooks.clear()
@@ -130,7 +136,7 @@ class PrefixRecorder:
             probe.all_queries = all_queries
         self._lent.clear()
         self._probes.clear()
-        return False
+        self._outputs.clear()
 
     def _keep_output(self, k: int):
         def hook(module, args, output):
@@ -138,32 +144,35 @@ class PrefixRecorder:
         return hook
 
     def _finish(self, module, args, kwargs):
-        if self.recording is not None or self.declined is not None:
-            return None  # decode steps
-        hidden = args[0] if args else kwargs["hidden_states"]
+        try:
+            self._record(args[0] if args else kwargs["hidden_states"], kwargs)
+        finally:
+            self._detach()  # torch iterates over a copy of the hooks: removing ours here is safe
+        return None
+
+    def _record(self, hidden, kwargs):
+        """The recording of this prefill, or why there is none (``declined``)."""
         cache = kwargs.get("past_key_values")
         depth = self.depths[-1]
         length = hidden.shape[1]
         if cache is None or len(getattr(cache, "layers", ())) < depth:
             self.declined = "the prefill keeps no per-layer cache"
-            return None
+            return
         from transformers.cache_utils import DynamicLayer
 
         layers = cache.layers[:depth]
         if any(type(layer) is not DynamicLayer or layer.keys is None or layer.keys.shape[-2] != length
                for layer in layers):
             self.declined = "the cache is not a plain DynamicCache over the whole prompt"
-            return None
+            return
         if any(p.queries is None for p in self._probes.values()):
             self.declined = "layer K-1's attention did not report its queries"
-            return None
+            return
         self.recording = PrefixRecording(
             shape=(hidden.shape[0], length), keys=[layer.keys for layer in layers],
             values=[layer.values for layer in layers], outputs=dict(self._outputs),
             queries={k: p.queries for k, p in self._probes.items()},
             scaling={k: p.scaling for k, p in self._probes.items()})
-        self._outputs.clear()
-        return None
 
 
 class PrefixReplay:

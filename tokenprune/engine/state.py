@@ -23,8 +23,6 @@ class Pass:
     cache         weak reference to the KV cache this prefill fills
     first         two-stage: the pre_llm point's outcome (recorded with the second point's)
     outcome       the last prune point's outcome: the layout of layers >= K, or of the LLM's input
-    keys_moved    the outcome drops or pads slots (layers >= K then cache other keys than the model sizes
-                  its decode masks for); False when every token was kept
     lm_layout     the layout of the LLM's input (pre_llm pruning), or None
     embeds        the LLM's input embeddings at prefill (the ``embeds`` source at layer K)
     lm_positions  the LLM-level position ids of the prefill (None when the model passed none)
@@ -38,7 +36,6 @@ class Pass:
     cache: Callable | None = None
     first: Outcome | None = None
     outcome: Outcome | None = None
-    keys_moved: bool = False
     lm_layout: Layout | None = None
     embeds: torch.Tensor | None = None
     lm_positions: torch.Tensor | None = None

@@ -171,7 +171,8 @@ class Rewriter:
         """
         mask = kwargs.get("attention_mask")
         layout, policy = p.outcome.layout, self.positions
-        masks = p.keys_moved and (mask is not None or layout.valid is not None)
+        # layers >= K cache other keys than the model sizes its masks for, unless every token was kept
+        masks = not layout.is_identity() and (mask is not None or layout.valid is not None)
         if not masks and not policy.rewrites_decode:
             return False
         memo = step.memo
