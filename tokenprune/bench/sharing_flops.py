@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import flops
+from ..engine.handle import kept_count
 from ..errors import ConfigError
 
 
@@ -58,7 +59,7 @@ def cell_prefill(strategy, budget: int | None, keep_ratio: float | None, shape: 
 
     if strategy is None:
         return tower(visual), flops.prefill_flops(shape, flops.alive_per_layer(shape, text + visual, visual, visual, None))
-    kept = max(1, min(visual, round(keep_ratio * visual))) if keep_ratio is not None else min(budget, visual)
+    kept = kept_count(visual, budget, keep_ratio)
     if strategy.stage == "input":
         rows, cols = strategy.planned_grid(grid, budget)
         resized = rows * cols
@@ -119,6 +120,7 @@ def grid_saving(path, *, text_tokens: int = 64, arch: str | None = None) -> list
     """The sharing saving of every model of the grid at ``path`` (its configs are read, never its weights)."""
     from ..engine.shared_prefix import prefix_bytes
     from ..engine.shared_vision import vision_bytes
+    from ..runner.execute import BYTES
     from ..runner.grid import load_grid
     from ..runner.sample_major import stream_key
     from ..runner.spec import group_by_model
@@ -138,7 +140,7 @@ def grid_saving(path, *, text_tokens: int = 64, arch: str | None = None) -> list
         tallies = {group[0].benchmark + _options(group[0]): tally(group, shape, vision, text_tokens, visual, grid_rc)
                    for group in streams.values()}
         batch = max(c.batch_size for c in cells)
-        size = {"float32": 4, "float16": 2, "bfloat16": 2}[model.dtype]
+        size = BYTES[model.dtype]
         depths = sorted({d for t in tallies.values() for d in t.depths})
         held = {"vision": vision_bytes(config, size, batch * visual),
                 "prefix": prefix_bytes(shape, size, batch, text_tokens + visual, depths)}

@@ -37,6 +37,13 @@ if TYPE_CHECKING:
 _PROBE_SIGNALS = {"keys", "attn", "text_keys"}
 
 
+def kept_count(n: int, budget: int | None, keep_ratio: float | None) -> int:
+    """Tokens to keep of a sample's n visual tokens: the keep ratio's share (at least 1) or the budget, never over n."""
+    if keep_ratio is not None:
+        return max(1, min(n, round(keep_ratio * n)))
+    return min(budget, n)
+
+
 class PruneHandle:
     """A strategy attached to a model. Use as a context manager, or call :meth:`remove`.
 
@@ -113,9 +120,7 @@ class PruneHandle:
 
     def budget_for(self, n: int) -> int:
         """Tokens to keep for a sample with n visual tokens (never more than n)."""
-        if self.keep_ratio is not None:
-            return max(1, min(n, round(self.keep_ratio * n)))
-        return min(self.budget, n)
+        return kept_count(n, self.budget, self.keep_ratio)
 
     def __repr__(self):
         amount = f"keep_ratio={self.keep_ratio}" if self.keep_ratio is not None else f"budget={self.budget}"

@@ -7,6 +7,7 @@ import pandas as pd
 
 from ..runner.paper_spec import PaperSpec, load_paper
 from .document import Table, Text
+from .tables import _missing
 
 AVG = "Avg. % of vanilla"
 COLUMNS = ["model", "strategy", "budget", "metric", "paper", "ours", "diff", "source"]
@@ -43,10 +44,6 @@ def comparison(df: pd.DataFrame, paper) -> pd.DataFrame:
 def _mean(values: pd.Series) -> float | None:
     values = values.dropna()
     return float(values.astype(float).mean()) if not values.empty else None
-
-
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def blocks(table: pd.DataFrame, source: str) -> list:
