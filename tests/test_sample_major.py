@@ -228,6 +228,13 @@ def test_bench_sweep_runs_both_modes_and_reports_identical_results(tmp_path, cap
     assert phases["sample"]["vision"] < phases["cell"]["vision"] and "threads" in result["environment"]
     md = (out / "sweep_tiny-sweep.md").read_text()
     assert "speed-up" in md and "Analytic prefill FLOPs of the same grid" in md and "% saved" in md
+    # busy means the grid's own latency.max_load of the CPUs, the threshold the runner times its cells by
+    from tokenprune import timing
+    from tokenprune.bench import sweep
+
+    assert result["max_load"] == 0.25 and result["busy"] == (max(result["other_cpu_load"]) > 0.25 * timing.usable_cpus())
+    busy = {**result, "busy": True, "max_load": 0.6, "other_cpu_load": [0.1, 2.5]}
+    assert f"kept 2.50 CPUs busy during a timed run, over 0.6 of the {timing.usable_cpus()} CPUs" in sweep.markdown(busy)
     assert main(["bench", "sweep", str(grid), "--limit", "0"]) == 2
     assert "--limit 0: must be a number of samples >= 1" in capsys.readouterr().err
 

@@ -7,8 +7,7 @@ import torch
 
 from ..errors import TokenpruneError
 from . import report
-
-DEFAULT_ARCH = "zoo:shapes-llava-144"
+from .e2e import DEFAULT_ARCH, pick
 
 
 def _list(text):
@@ -43,7 +42,7 @@ def _e2e(args, devices):
             "decode_ms_per_token", "peak_mem_mb", "select_ms", "speedup", "flops_speedup", "vs_flops",
             "expected_speedup", "vs_expected", "no_engine_speedup", "vs_no_engine", "llm_flops_speedup"]
     first = rows[0]
-    extra = {"arch": first["arch"], "dtype": first["dtype"], "attn": first["attn"],
+    extra = {"device": pick(devices)[0], "arch": first["arch"], "dtype": first["dtype"], "attn": first["attn"],
              "flops_scope": first["flops_scope"], **conditions}
     extra["busy"] = busy(conditions)
     if extra["busy"]:
@@ -58,8 +57,8 @@ def _hooks(args, devices):
     from .e2e import ZeroCostLimit, bench_sample, load
     from .hooks import LEGEND, run
 
-    device = (devices or (["cuda"] if torch.cuda.is_available() else ["cpu"]))[-1]
-    vlm = load(args.arch or DEFAULT_ARCH, device, args.dtype or ("bfloat16" if device.startswith("cuda") else "float32"))
+    device, dtype = pick(devices, args.dtype)
+    vlm = load(args.arch or DEFAULT_ARCH, device, dtype)
     inputs = vlm.build_inputs([bench_sample(vlm)])
     names = _list(args.strategies) or ["limit"]
     n_visual = vlm.count_visual(inputs["input_ids"][0])
@@ -69,7 +68,7 @@ def _hooks(args, devices):
         strategy = ZeroCostLimit() if name == "limit" else get_strategy(name)
         rows += [{"strategy": name, "budget": budget, **r} for r in run(vlm, strategy, budget, inputs, rounds=args.repeats)]
     cols = ["strategy", "budget", "view", "what", "us", "torch_ops"]
-    return rows, cols, f"hooks_{_arch_stem(args)}", LEGEND, {"arch": args.arch or DEFAULT_ARCH}
+    return rows, cols, f"hooks_{_arch_stem(args)}", LEGEND, {"arch": args.arch or DEFAULT_ARCH, "device": device}
 
 
 COMMANDS = {"select": _select, "e2e": _e2e, "hooks": _hooks}
@@ -86,7 +85,9 @@ def bench_command(args) -> int:
     rows, cols, stem, legend, extra = COMMANDS[args.what](args, devices)
     table = report.markdown_table(rows, cols)
     print(table)
-    env = {**report.environment((devices or ["cpu"])[-1]), **extra}
+    # e2e and hooks say where they ran (cuda by default where present); select runs on every device asked for
+    device = extra.pop("device", None) or (devices or ["cpu"])[-1]
+    env = {**report.environment(device), **extra}
     json_path, md_path = report.write(args.out, stem, {"environment": env, "rows": rows},
                                       f"{legend}\n{table}" if legend else table)
     print(f"written: {json_path}, {md_path}")

@@ -33,6 +33,8 @@ PROMPT = ("describe the picture . what is in this image ? how many are there ? "
 
 __all__ = ["LEGEND", "bench_sample", "load", "run"]
 
+DEFAULT_ARCH = "zoo:shapes-llava-144"  # the bundled model: runs anywhere, offline
+
 
 class ZeroCostLimit(Strategy):
     """Bench-only: keeps the first `budget` visual tokens at layer K with no computation (the speed limit)."""
@@ -238,14 +240,19 @@ def _timings(case: Case) -> dict:
     return out
 
 
-def run(arch="zoo:shapes-llava-144", strategies=None, budgets=None, devices=None, repeats=5, warmup=2,
+def pick(devices=None, dtype=None) -> tuple[str, str]:
+    """The device a bench runs on (the last one asked for; cuda when present) and its dtype (bf16 on cuda)."""
+    device = (devices or (["cuda"] if torch.cuda.is_available() else ["cpu"]))[-1]
+    return device, dtype or ("bfloat16" if device.startswith("cuda") else "float32")
+
+
+def run(arch=DEFAULT_ARCH, strategies=None, budgets=None, devices=None, repeats=5, warmup=2,
         dtype=None, new_tokens=8) -> tuple[list[dict], dict]:
     """Rows (vanilla first, then per budget `limit` and each strategy) and the measuring conditions."""
     from .. import get_strategy, list_strategies
 
     load_before = timing.load_average()  # before this process adds its own
-    device = (devices or (["cuda"] if torch.cuda.is_available() else ["cpu"]))[-1]
-    dtype = dtype or ("bfloat16" if device.startswith("cuda") else "float32")
+    device, dtype = pick(devices, dtype)
     vlm = load(arch, device, dtype)
     bench = Bench(vlm, bench_sample(vlm), new_tokens)
     n_total = int(bench.inputs["input_ids"].shape[1])

@@ -29,7 +29,6 @@ from .phases import PHASES, PhaseClock
 MODES = ("cell", "sample")
 RECORD_TIMING = ("timings",)  # per-sample fields that are measurements, not results
 METRIC_TIMING = ("latency", "latency_accuracy_pass", "environment", "memory")
-BUSY_SHARE = 0.25  # other processes busy on more than this share of the CPUs: the timings are no evidence
 
 
 def sweep_grid(path: Path, mode: str, limit: int | None = None):
@@ -129,6 +128,7 @@ def run(path, *, limit: int | None = None, repeats: int = 1, phases: bool = Fals
         raise TokenpruneError(f"--repeats must be at least 1, got {repeats}")
     grids = {mode: sweep_grid(path, mode, limit) for mode in MODES}
     cells = grids["cell"].cells
+    max_load = grids["cell"].latency.max_load
     loads = [timing.load_average()]
     models = {spec.key(): load_model(spec) for spec, _ in group_by_model(cells)}
     root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="tokenprune-bench-sweep-"))
@@ -169,13 +169,14 @@ def run(path, *, limit: int | None = None, repeats: int = 1, phases: bool = Fals
             "batch_size": sorted({c.batch_size for c in cells}), "limit": limit, "repeats": repeats,
             "identical": not diffs, "differences": diffs, "speedup": speedup, "rows": summary, "runs": runs,
             "load_average_1min": loads, "other_cpu_load": [r["other_cpu_load"] for r in runs],
-            "busy": _busy(runs)}
+            "max_load": max_load, "busy": _busy(runs, max_load)}
 
 
-def _busy(runs) -> bool | None:
-    """Whether other processes kept more than BUSY_SHARE of the CPUs busy during any timed run."""
+def _busy(runs, max_load: float) -> bool | None:
+    """Whether other processes kept more than ``max_load`` of the CPUs busy during any timed run (the grid's
+    latency.max_load, the threshold the runner applies to its own timings)."""
     known = [r["other_cpu_load"] for r in runs if r.get("other_cpu_load") is not None]
-    return None if not known else max(known) > BUSY_SHARE * timing.usable_cpus()
+    return None if not known else max(known) > max_load * timing.usable_cpus()
 
 
 def speedup_text(speedup: float | None) -> str:
@@ -226,7 +227,7 @@ def markdown(result: dict, legend: str = "") -> str:
     if result.get("busy"):
         body += ("\n**The host was busy**: other processes kept "
                  f"{max(v for v in result['other_cpu_load'] if v is not None):.2f} CPUs busy during a timed run, over "
-                 f"{BUSY_SHARE:g} of the {timing.usable_cpus()} CPUs: these timings are not evidence.\n")
+                 f"{result['max_load']:g} of the {timing.usable_cpus()} CPUs: these timings are not evidence.\n")
     return legend + body
 
 
