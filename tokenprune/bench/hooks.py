@@ -14,6 +14,7 @@ VLM's forward hook). Three views:
 """
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 
@@ -90,13 +91,17 @@ class Brackets:
         else:
             self.spent[key] = self.spent.get(key, 0.0) + spent
 
+    @functools.cached_property
+    def empty_us(self) -> float:
+        """The empty bracket, measured once: prefill and decode figures take out the same baseline."""
+        return _empty_bracket()
+
     def per_call(self, phase: str, calls: int) -> float:
         """Microseconds (or, counting, torch operators) of the engine's hooks per prefill or decode step;
         the brackets' own cost (a clock read, a hook call; measured empty) is taken out."""
         if self.count_ops:
             return sum(v for k, v in self.ops.items() if k[1] == phase) / calls
-        empty = _empty_bracket()
-        return sum(v * 1e6 - empty * self.calls[k] for k, v in self.spent.items() if k[1] == phase) / calls
+        return sum(v * 1e6 - self.empty_us * self.calls[k] for k, v in self.spent.items() if k[1] == phase) / calls
 
     def remove(self):
         for h in self._hooks:

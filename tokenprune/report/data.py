@@ -91,7 +91,8 @@ def load(run_dir, with_intervals: bool = True) -> RunData:
     if df.empty:
         df = pd.DataFrame(columns=["cell", "model", "strategy", "label", "budget_label", "benchmark", "status",
                                    "score", "relative"])
-    stores = {cs.cell.id: cs for cs in RunStore(run_dir).cells()}
+    store = RunStore(run_dir)
+    stores = {cs.cell.id: cs for cs in store.cells()}
     records = {cid: cs.records() for cid, cs in stores.items()}
     diag = [cell_diagnostics(records[c]) if c in records else {} for c in df["cell"]]
     for key in DIAGNOSTICS:
@@ -106,4 +107,4 @@ def load(run_dir, with_intervals: bool = True) -> RunData:
     df = add_missing(df, expected, [cs.cell for cs in stores.values()])
     label_order = list(dict.fromkeys(c.label or c.strategy for c in expected or []))
     return RunData(run_dir, run_dir.resolve().name, df, records, grid, label_order, unc,
-                   RunStore(run_dir).invocations())
+                   store.invocations())

@@ -13,7 +13,7 @@ from .document import Bullets, Section, Table, Text
 TIMED = ("prefill_s", "select_s")  # the timings the report plots
 ENV_FIELDS = (("device", "device"), ("device_name", "device name"), ("dtype", "dtype"),
               ("attn_implementation", "attention"), ("cpu_threads", "torch threads"), ("torch", "torch"),
-              ("transformers", "transformers"), ("tokenprune", "tokenprune"), ("python", "python"))
+              ("transformers", "transformers"), ("tokenprune", "tokenprune"), ("python", "python"), ("cpu_count", "CPUs"))
 
 
 def _present(value) -> bool:
@@ -103,7 +103,6 @@ def environment_section(df: pd.DataFrame, invocations: list[dict] = ()) -> Secti
     if done.empty or not any(c.startswith("environment.") for c in done.columns):
         return None
     rows = [[label, _values(done.get(f"environment.{key}", pd.Series(dtype=object)))] for key, label in ENV_FIELDS]
-    rows.append(["CPUs", _values(done.get("environment.cpu_count", pd.Series(dtype=object)))])
     rows.append(["CPUs other processes used while timing", _spread(done, "environment.other_cpu_load")])
     rows.append(["load threshold (CPUs)", _values(done.get("environment.load_threshold", pd.Series(dtype=object)))])
     rows.append(["1-min load average when each cell's timings were recorded (ours included)",
