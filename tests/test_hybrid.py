@@ -131,28 +131,15 @@ def test_second_stage_reads_the_keys_of_the_shorter_sequence():
 
 
 # ---------------------------------------------------------------------------------------- (c) cache equivalence
-def replaying_two_stage(strategy):
-    """The two-stage strategy with each part replaying its first Selection (as test_engine.replaying)."""
-    fixed = tuple(replaying(part) for part in strategy.parts())
-
-    class Replay(type(strategy)):
-        name = strategy.name
-
-        def parts(self):
-            return fixed
-
-    return Replay(**strategy.cfg.as_dict())
-
-
 @pytest.mark.parametrize("seed,budget", [(3, 6), (4, 12)])
 def test_cached_generation_equals_slow_recompute(seed, budget):
     vlm = llava()
     inputs = vlm.build_inputs(tm.samples(1, seed=seed))
-    s = replaying_two_stage(hybrid())
+    s = replaying(hybrid())
     with tokenprune.apply(vlm, s, budget) as handle:
         cached = generate(vlm, inputs)
     assert handle.records[0]["count"] == budget
-    assert torch.equal(cached, slow_reference(vlm, inputs, replaying_two_stage(hybrid()), budget))
+    assert torch.equal(cached, slow_reference(vlm, inputs, replaying(hybrid()), budget))
 
 
 @pytest.mark.parametrize("adapter", sorted(set(ADAPTERS) - {"llava"}))
@@ -160,19 +147,19 @@ def test_cached_generation_equals_slow_recompute_on_every_adapter(adapter):
     vlm, make = get_case(adapter)
     inputs = vlm.build_inputs(make(1, seed=3))
     budget = max(1, n_visual(vlm, inputs) // 4)
-    with tokenprune.apply(vlm, replaying_two_stage(hybrid()), budget) as handle:
+    with tokenprune.apply(vlm, replaying(hybrid()), budget) as handle:
         cached = generate(vlm, inputs)
     rec = handle.records[0]
     assert rec["count"] == budget < rec["info"]["stage1_count"] < rec["n_visual"]
-    assert torch.equal(cached, slow_reference(vlm, inputs, replaying_two_stage(hybrid()), budget))
+    assert torch.equal(cached, slow_reference(vlm, inputs, replaying(hybrid()), budget))
 
 
 def test_eager_attention_cached_generation_equals_slow_recompute():
     vlm = tm.llava(layers=4, attn_implementation="eager")  # float 4-D masks
     inputs = vlm.build_inputs(tm.samples(1, seed=6))
-    with tokenprune.apply(vlm, replaying_two_stage(hybrid()), 8):
+    with tokenprune.apply(vlm, replaying(hybrid()), 8):
         cached = generate(vlm, inputs)
-    assert torch.equal(cached, slow_reference(vlm, inputs, replaying_two_stage(hybrid()), 8))
+    assert torch.equal(cached, slow_reference(vlm, inputs, replaying(hybrid()), 8))
 
 
 # ---------------------------------------------------------------------------------------- (d) batches

@@ -35,6 +35,7 @@ from .. import apply, get_strategy, list_strategies, strategy_class
 from ..engine import PruneError
 from ..selection import Selection
 from ..strategy import Strategy
+from ..two_stage import TwoStage
 
 NEW_TOKENS = 8
 
@@ -92,7 +93,18 @@ def make_strategy(name: str, **params) -> Strategy:
 
 
 def replaying(strategy: Strategy) -> Strategy:
-    """The same strategy, but every call after the first returns the first call's Selection."""
+    """The same strategy, but every call after the first returns the first call's Selection. A two-stage
+    strategy replays each part: the engine calls its parts, never its ``select``."""
+    if isinstance(strategy, TwoStage):
+        fixed = tuple(replaying(part) for part in strategy.parts())
+
+        class ReplayParts(type(strategy)):
+            name = strategy.name
+
+            def parts(self):
+                return fixed
+
+        return ReplayParts(**strategy.cfg.as_dict())
     base = type(strategy)
 
     class Replay(base):
