@@ -39,8 +39,6 @@ class Custom(DatasetBenchmark):
 
     name = "custom"
     protocols = ("custom",)
-    main_metric = "accuracy"
-    max_new_tokens = 16
     params = {
         "path": Param(None, "your data: a .jsonl/.json/.csv/.parquet/.arrow file, a save_to_disk folder or a "
                             "folder in the hub layout (required)", str, nullable=True),
@@ -69,9 +67,9 @@ class Custom(DatasetBenchmark):
         self.max_new_tokens = GENERATION.get(cfg.scorer, type(self).max_new_tokens)
         self.suffix = SUFFIXES[cfg.scorer] if cfg.prompt_suffix is None else cfg.prompt_suffix
         self._check_path()
-        columns = self._peek_columns()
-        if columns is not None:  # else checked when the data loads
-            self._require(columns)
+        self._columns = self._peek_columns()  # kept for table(): the file is read for its columns once
+        if self._columns is not None:  # else checked when the data loads
+            self._require(self._columns)
 
     # --- where the data is ---------------------------------------------------------
     @property
@@ -118,9 +116,10 @@ class Custom(DatasetBenchmark):
             if self.path.suffix.lower() == ".csv":  # read as written: "007" stays "007", "2" is not 2.0
                 import datasets
 
-                options["features"] = datasets.Features({c: datasets.Value("string") for c in self._peek_columns()})
+                options["features"] = datasets.Features({c: datasets.Value("string") for c in self._columns})
             table = load_table(self.name, *self.location(), **options)
-            self._require(table.column_names)
+            if self._columns is None:  # columns peeked in __init__ were checked there
+                self._require(table.column_names)
             if self.cfg.id_column:
                 _check_unique(self.cfg.id_column, [str(v) for v in table[self.cfg.id_column]], self.path)
             self._table = table
@@ -129,9 +128,6 @@ class Custom(DatasetBenchmark):
     def source(self) -> dict[str, Any]:
         return {**super().source(), "scorer": self.cfg.scorer, "prompt_suffix": self.suffix,
                 "columns": self.columns_used()}
-
-    def max_images(self) -> int:
-        return 1
 
     # --- samples -----------------------------------------------------------------------
     def build_sample(self, row, check):

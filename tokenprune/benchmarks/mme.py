@@ -69,10 +69,8 @@ class MME(DatasetBenchmark):
     def metric_from_counts(self, totals):
         import numpy as np
 
-        # the main metric: perception, cognition (every other category, as in aggregate) or both
-        keep = {"perception": lambda c: c in PERCEPTION, "cognition": lambda c: c not in PERCEPTION}.get(
-            self.main_metric, lambda c: True)
-        cats = [k[: -len("/pairs")] for k in totals if k.endswith("/pairs") and keep(k[: -len("/pairs")])]
+        # the main metric, total: every category
+        cats = [k[: -len("/pairs")] for k in totals if k.endswith("/pairs")]
         with np.errstate(invalid="ignore", divide="ignore"):
             return sum(np.where(totals[f"{c}/pairs"] > 0, totals[f"{c}/score"] / totals[f"{c}/pairs"], 0.0)
                        for c in cats) + np.zeros_like(next(iter(totals.values())))

@@ -11,7 +11,7 @@ from collections import defaultdict
 from ._dataset import DatasetBenchmark, dataset_params
 from ._prompts import SHORT_ANSWER
 from .base import Sample
-from .scoring.yesno import binary_metrics, pope_label_llava, pope_label_lmms
+from .scoring.yesno import binary_metrics, confusion, pope_label_llava, pope_label_lmms
 
 CATEGORIES = ("adversarial", "popular", "random")
 
@@ -45,9 +45,8 @@ class POPE(DatasetBenchmark):
         out = {}
         for r in records:
             prefix = f"{r['meta'].get('category')}/" if self.cfg.protocol == "llava" else ""
-            pred, gt = r["score"]["pred"], r["score"]["gt"]
-            for name, hit in (("n", True), ("tp", pred == gt == "yes"), ("fp", pred == "yes" != gt),
-                              ("fn", pred == "no" != gt)):
+            tp, fp, fn = confusion([(r["score"]["pred"], r["score"]["gt"])])
+            for name, hit in (("n", 1), ("tp", tp), ("fp", fp), ("fn", fn)):
                 out[prefix + name] = out.get(prefix + name, 0.0) + float(hit)
         return out
 

@@ -47,14 +47,22 @@ def _first_four(text: str) -> str:
     return "other"
 
 
-def binary_metrics(pairs: list[tuple[str, str]]) -> dict[str, float]:
-    """Accuracy, precision, recall and F1 (fractions) with "yes" as positive,
-    from (predicted label, ground truth) pairs. A prediction that is neither
-    "yes" nor "no" is wrong and counts as none of TP/FP/FN (lmms-eval's rule;
-    LLaVA's parser never produces one). Zero denominators give 0."""
+def confusion(pairs: list[tuple[str, str]]) -> tuple[int, int, int]:
+    """(TP, FP, FN) counts with "yes" as positive, from (predicted label, ground truth)
+    pairs. A prediction that is neither "yes" nor "no" counts as none of them
+    (lmms-eval's rule; LLaVA's parser never produces one)."""
     tp = sum(1 for p, g in pairs if p == "yes" and g == "yes")
     fp = sum(1 for p, g in pairs if p == "yes" and g == "no")
     fn = sum(1 for p, g in pairs if p == "no" and g == "yes")
+    return tp, fp, fn
+
+
+def binary_metrics(pairs: list[tuple[str, str]]) -> dict[str, float]:
+    """Accuracy, precision, recall and F1 (fractions) with "yes" as positive,
+    from (predicted label, ground truth) pairs. A prediction that is neither
+    "yes" nor "no" is wrong and counts as none of TP/FP/FN (``confusion``).
+    Zero denominators give 0."""
+    tp, fp, fn = confusion(pairs)
     correct = sum(1 for p, g in pairs if p == g)
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
