@@ -79,6 +79,17 @@ def test_a_layer_in_a_param_list_names_its_strategy_entry(tmp_path, capsys):
     assert "strategies[3].params.layer: vlm_pruner(layer=5) prunes at decoder layer K=5" in err
 
 
+def test_a_strategy_listed_twice_names_the_entry_its_cell_came_from(tmp_path, capsys):
+    grid = write_grid(tmp_path, strategies=[{"name": "fastv", "params": {"layer": 2}},
+                                            {"name": "fastv", "params": {"layer": [3, 5]}}])
+    assert main(["run", str(grid), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "1 problem(s)" in err
+    assert ("  strategies[1].params.layer: fastv(layer=5) prunes at decoder layer K=5, but models[0] "
+            "(zoo:shapes-llava-144) has 4 decoder layers: K must be between 1 and 3") in err.splitlines()
+    assert "strategies[0]" not in err
+
+
 @pytest.mark.parametrize("model, budget, bench, problem", [
     ("llava-hf/llava-1.5-7b-hf", 576, "pope", None),
     ("llava-hf/llava-1.5-7b-hf", 577, "pope", "every image becomes exactly 576 visual tokens"),

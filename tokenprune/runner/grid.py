@@ -16,7 +16,7 @@ from ..errors import ConfigError, TokenpruneError
 from .latency import LatencyPlan
 from .paper_spec import GridAxes, PaperSpec, parse_paper
 from .sample_major import ExecutionPlan, parse_execution
-from .spec import CellSpec, ModelSpec, budget_label
+from .spec import CellSpec, ModelSpec, budget_label, canonical_json
 
 TOP_KEYS = {
     "name": "run name (default: the file name)",
@@ -56,6 +56,8 @@ class Grid:
     paper: PaperSpec | None = None
     latency: LatencyPlan = field(default_factory=LatencyPlan)
     execution: ExecutionPlan = field(default_factory=ExecutionPlan)
+    # (strategy, label, params) of a cell -> the strategies[i] entry it came from (the pre-flight's places)
+    strategy_places: dict = field(default_factory=dict)
 
 
 class _Problems:
@@ -97,7 +99,8 @@ def parse_grid(raw, *, source="<grid>", default_name="grid", overrides=None, pat
             problems.add(key, f"missing; expected {TOP_KEYS[key]}")
 
     models = _parse_models(raw.get("models"), problems)
-    strategies = _parse_strategies(raw.get("strategies"), problems)
+    strategy_places: dict = {}
+    strategies = _parse_strategies(raw.get("strategies"), problems, strategy_places)
     budgets = _parse_budgets(raw.get("budgets"), problems, needed=any(s[0] != "vanilla" for s in strategies))
     benchmarks = _parse_benchmarks(raw.get("benchmarks"), problems)
     seeds = _parse_int_list(raw.get("seeds", [0]), "seeds", problems)
@@ -126,7 +129,8 @@ def parse_grid(raw, *, source="<grid>", default_name="grid", overrides=None, pat
             raise ConfigError(f"{source}: the grid lists the same cell twice: {cell.describe()}")
         ids[cell.id] = cell
     return Grid(name=name, path=path, cells=cells, executor=executor, executor_options=executor_options,
-                latency_warmup=latency.warmup, raw=raw, paper=paper, latency=latency, execution=execution)
+                latency_warmup=latency.warmup, raw=raw, paper=paper, latency=latency, execution=execution,
+                strategy_places=strategy_places)
 
 
 def _with_overrides(raw: dict, overrides: dict | None) -> dict:
@@ -221,7 +225,8 @@ def _named_entries(value, kind: str, shape: str, problems):
         yield where, entry, entry["name"]
 
 
-def _parse_strategies(value, problems):
+def _parse_strategies(value, problems, places: dict | None = None):
+    """(name, resolved params, label) of each strategy cell; ``places`` gets strategy_place() -> its entry."""
     from ..api import strategy_class
 
     out = []
@@ -246,7 +251,14 @@ def _parse_strategies(value, problems):
             label = (entry.get("label") or name) + (
                 "(" + ", ".join(f"{k}={v}" for k, v in shown.items()) + ")" if shown else "")
             out.append((name, strategy.cfg.as_dict(), label))
+            if places is not None:
+                places.setdefault(strategy_place(name, label, out[-1][1]), where)
     return out
+
+
+def strategy_place(name: str, label: str, params: dict) -> str:
+    """Key of Grid.strategy_places: the label alone is not unique (two entries may share a label)."""
+    return canonical_json([name, label, params])
 
 
 def _parse_budgets(value, problems, needed: bool):

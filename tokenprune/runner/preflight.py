@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from ..errors import ConfigError, TokenpruneError
-from .grid import Grid, _Problems
+from .grid import Grid, _Problems, strategy_place
 
 
 def missing_local_path(checkpoint: str) -> bool:
@@ -115,24 +115,14 @@ class _Places:
 
     def __init__(self, grid: Grid):
         self.raw = grid.raw
+        self.strategy_places = grid.strategy_places  # recorded as the grid expanded each entry
         self.models = list(dict.fromkeys(c.model for c in grid.cells))
 
     def model(self, spec) -> str:
         return f"models[{self.models.index(spec)}]"
 
     def strategy(self, cell) -> str:
-        # a cell's label is the entry's label (or name) plus its params, as grid.py writes it
-        for i, entry in enumerate(self.raw.get("strategies") or []):
-            entry = {"name": entry} if isinstance(entry, str) else entry
-            if not isinstance(entry, dict) or entry.get("name") != cell.strategy:
-                continue
-            params = entry.get("params") if isinstance(entry.get("params"), dict) else {}
-            if entry.get("label"):
-                if cell.label.startswith(entry["label"]):
-                    return f"strategies[{i}]"
-            elif cell.label == entry["name"] if not params else all(f"{k}=" in cell.label for k in params):
-                return f"strategies[{i}]"
-        return "strategies"
+        return self.strategy_places.get(strategy_place(cell.strategy, cell.label, cell.params), "strategies")
 
     def budget(self, budget: int) -> str:
         budgets = self.raw.get("budgets")
@@ -194,7 +184,7 @@ def _budget_problem(cell, config, preprocessor: dict, model: str, places: _Place
 
     if cell.budget is None:
         return None
-    key = (cell.benchmark, json.dumps(cell.benchmark_options, sort_keys=True, default=str))
+    key = cell.benchmark_key()
     if key not in images:
         try:
             images[key] = registry.lookup("benchmarks", cell.benchmark)(**cell.benchmark_options).max_images()
