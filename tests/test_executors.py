@@ -106,7 +106,7 @@ def test_a_dead_worker_fails_only_its_own_cells(tmp_path):
 
     with registered(LosesItsFirstWorker) as name:
         code, counts = run_grid(check_grid(tmp_path / "data"), tmp_path / "run", {"name": name})
-    assert code == 1 and counts == "done 2, skipped (already finished) 0, failed 6"
+    assert code == 1 and counts == {"done": 2, "skipped": 0, "failed": 6}
     for cs in RunStore(tmp_path / "run").cells():
         if cs.cell.model.label == "a":
             assert not cs.done and cs.error()["type"] == "RuntimeError"

@@ -99,6 +99,10 @@ ENVIRONMENT = """environment:
 
 def _add_bench_parsers(sub):
     """`bench select`, `bench e2e` and `bench hooks`, each with its own flags and help."""
+    common = argparse.ArgumentParser(add_help=False)  # flags of every bench kind, sweep included
+    common.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    common.add_argument("--out", default="reports/bench", help="directory for the JSON and markdown results "
+                                                               "(default reports/bench)")
     timing = argparse.ArgumentParser(add_help=False)
     timing.add_argument("--strategies", help="comma list of strategy names (default: every registered strategy "
                                              "but vanilla)")
@@ -106,9 +110,6 @@ def _add_bench_parsers(sub):
                         help="timed runs per measurement; the table shows their median and p90 (default 10)")
     timing.add_argument("--warmup", type=int, default=3,
                         help="untimed runs before the timed ones, so caches and kernels are warm (default 3)")
-    timing.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    timing.add_argument("--out", default="reports/bench", help="directory for the JSON and markdown results "
-                                                               "(default reports/bench)")
 
     p = sub.add_parser("bench", help="speed benchmarks: strategy selection, end-to-end pruned inference, the "
                                      "engine's own cost, sample-major sweeps",
@@ -118,8 +119,8 @@ def _add_bench_parsers(sub):
     kinds = p.add_subparsers(dest="what", required=True, metavar="{select,e2e,hooks,sweep}",
                              help="select: time select() alone; e2e: time pruned inference end to end; "
                                   "hooks: the engine's own cost; sweep: a grid cell by cell against sample-major")
-    s = kinds.add_parser("select", parents=[timing], help="time each strategy's select() on LLaVA-1.5-7B and "
-                                                          "Qwen2-VL-7B shaped inputs",
+    s = kinds.add_parser("select", parents=[timing, common], help="time each strategy's select() on LLaVA-1.5-7B "
+                                                                  "and Qwen2-VL-7B shaped inputs",
                          description="Time each strategy's select() on random inputs shaped like "
                                      "LLaVA-1.5-7B and Qwen2-VL-7B prune points.")
     s.add_argument("--devices", help="comma list, e.g. cpu,cuda; each is timed (default: cpu, and cuda when present)")
@@ -134,23 +135,23 @@ def _add_bench_parsers(sub):
     model.add_argument("--devices", help="comma list; the last one is used (default: cuda when present, else cpu)")
     model.add_argument("--dtype", default=None, help="float32 | float16 | bfloat16 (default bfloat16 on cuda, "
                                                      "float32 on cpu)")
-    e = kinds.add_parser("e2e", parents=[timing, model], help="prefill, decode and memory of pruned inference "
-                                                              "against the unpruned model",
+    e = kinds.add_parser("e2e", parents=[timing, common, model], help="prefill, decode and memory of pruned "
+                                                                      "inference against the unpruned model",
                          description="Prefill and decode time, peak memory and speed-up of pruned inference "
                                      "against the unpruned model (each pruned run paired with a vanilla run, "
                                      "rounds interleaved), beside the FLOPs prediction of the whole prefill and "
                                      "the same model measured without the engine; --repeats: rounds.")
     e.set_defaults(func=_cmd_bench)
-    h = kinds.add_parser("hooks", parents=[timing, model], help="what the pruning engine's own hooks cost per "
-                                                                "prefill, per decode step and per layer",
+    h = kinds.add_parser("hooks", parents=[timing, common, model], help="what the pruning engine's own hooks cost "
+                                                                        "per prefill, per decode step and per layer",
                          description="CPU time and torch operators of the engine's hooks in real generate() "
                                      "calls (the strategy's select() apart), and hot-loop costs of one layer hook. "
                                      "--strategies default: limit (a zero-cost selection at layer 2); "
                                      "--budgets: the first is used (default 1/9 of the image's); "
                                      "--repeats: generate() calls measured.")
     h.set_defaults(func=_cmd_bench)
-    w = kinds.add_parser("sweep", help="run a grid cell by cell and sample-major, check the results are identical, "
-                                       "time both",
+    w = kinds.add_parser("sweep", parents=[common], help="run a grid cell by cell and sample-major, check the "
+                                                         "results are identical, time both",
                          description="Run a grid's accuracy pass both ways (cell by cell, then sample-major, into "
                                      "temporary run directories, with the same loaded model), check every cell's "
                                      "answers, kept indices, scores and metrics are identical, and print the wall "
@@ -168,10 +169,7 @@ def _add_bench_parsers(sub):
                         "ones, per sample (default 64)")
     w.add_argument("--arch", help="analytic FLOPs: take the model shape from this bench architecture "
                                   "(llava-1.5-7b, llava-mid) instead of the checkpoint's config")
-    w.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     w.add_argument("--keep", help="keep the run directories here (default: a temporary directory, removed)")
-    w.add_argument("--out", default="reports/bench", help="directory for the JSON and markdown results "
-                                                          "(default reports/bench)")
     w.set_defaults(func=_cmd_bench_sweep)
 
 

@@ -13,8 +13,7 @@ import tempfile
 import traceback
 from dataclasses import asdict
 
-from ..runner import latency
-from ..runner.execute import run_group
+from ..runner.execute import idle, run_group
 from ..runner.spec import ModelSpec, cell_from_dict
 from ..runner.store import CellStore, RunStore
 
@@ -31,12 +30,6 @@ def group_payload(model_spec, cells, store: RunStore) -> dict:
         "execution": store.execution_plan().as_dict(),
         "existing": {cell.id: _state(store.cell(cell)) for cell in cells},
     }
-
-
-def idle(cells, store: RunStore) -> bool:
-    """Nothing to do for this group: every cell finished (and timed, when the run has a latency subset)."""
-    plan = store.latency_plan()
-    return all(store.cell(c).done and (not plan.subset or latency.is_timed(store.cell(c))) for c in cells)
 
 
 def run_detached(payload: dict, warmup: int) -> dict:
@@ -100,21 +93,16 @@ def merge_result(result: dict, cells, store: RunStore) -> dict[str, str]:
 def run_groups(groups, store: RunStore, progress, submit) -> dict[str, str]:
     """Start a worker per group that has work (``submit(payload)`` starts one and returns a function that
     waits for its result), then merge the results in order; {cell id: 'done' | 'skipped' | 'failed'}."""
+    # all workers start before the first result is awaited, so the groups run at once
     pending = [(cells, None if idle(cells, store) else submit(group_payload(model, cells, store)))
                for model, cells in groups]
-    return collect(pending, store, progress)
-
-
-def collect(pending, store: RunStore, progress) -> dict[str, str]:
-    """Merge each group's result: ``pending`` holds (cells, fetch), fetch() waits for the worker's result;
-    fetch is None for a group with nothing to do."""
     status = {}
     for cells, fetch in pending:
-        if fetch is None:
+        if fetch is None:  # nothing to do for this group
             got = {cell.id: "skipped" for cell in cells}
         else:
             try:
-                result = fetch()
+                result = fetch()  # waits for the worker's result
             except Exception as exc:  # noqa: BLE001 - isolation: this group's cells fail, the others go on
                 result = lost(cells, exc)
             got = merge_result(result, cells, store)

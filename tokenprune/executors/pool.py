@@ -12,9 +12,9 @@ import subprocess
 import sys
 
 from ..params import Param
+from ..runner.execute import idle
 from .base import Executor
 from .collect_status import finished_at, statuses
-from .detached import idle
 
 
 def visible_gpus() -> list[str]:

@@ -9,7 +9,6 @@ from .. import flops, registry, timing
 from ..errors import ConfigError
 from . import latency
 from . import metrics as cell_metrics
-from .latency import LatencyPlan
 from .progress import Progress
 from .spec import CellSpec, ModelSpec
 from .store import CellStore, RunStore
@@ -53,9 +52,7 @@ def run_group(model_spec: ModelSpec, cells: list[CellSpec], store: RunStore, *, 
     progress = progress or Progress(enabled=False)
     plan = store.latency_plan()
     status, todo = _pending(cells, store, progress)
-    # finished cells whose latency subset is still to time need the model too
-    untimed = [cell for cell in cells if plan.subset and status.get(cell.id) == "skipped"
-               and not latency.is_timed(store.cell(cell))]
+    untimed = _untimed(cells, store, plan)
     if not todo and not untimed:
         return status
     try:
@@ -83,6 +80,19 @@ def run_group(model_spec: ModelSpec, cells: list[CellSpec], store: RunStore, *, 
         ok = [cell for cell in cells if status[cell.id] != "failed"]
         status.update(latency.time_subset(vlm, ok, store, plan, progress))
     return status
+
+
+def idle(cells: list[CellSpec], store: RunStore) -> bool:
+    """Nothing for this group to load its model for: every cell finished (and timed, when the run has a
+    latency subset). run_group's own test, for executors that skip such groups before starting a worker."""
+    return all(store.cell(c).done for c in cells) and not _untimed(cells, store, store.latency_plan())
+
+
+def _untimed(cells: list[CellSpec], store: RunStore, plan) -> list[CellSpec]:
+    """Finished cells whose latency subset is still to time: they need the model too."""
+    if not plan.subset:
+        return []
+    return [c for c in cells if store.cell(c).done and not latency.is_timed(store.cell(c))]
 
 
 def _pending(cells: list[CellSpec], store: RunStore, progress: Progress):
@@ -161,8 +171,7 @@ class CellPass:
         self.cs.finish(_cell_metrics(vlm, self.cell, self.bench, records, load, execution))
 
 
-def run_cell(vlm, cell: CellSpec, cs: CellStore, *, warmup: int, progress: Progress,
-             max_load: float = LatencyPlan.max_load) -> str:
+def run_cell(vlm, cell: CellSpec, cs: CellStore, *, warmup: int, progress: Progress, max_load: float) -> str:
     try:
         run = CellPass(cell, cs, warmup=warmup)
         bar = progress.samples(cell, total=len(run.samples), initial=len(run.samples) - run.remaining)

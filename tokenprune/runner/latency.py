@@ -87,11 +87,9 @@ def time_subset(vlm, cells: list, store, plan: LatencyPlan, progress) -> dict[st
 
 def _by_benchmark(cells: list) -> dict:
     """Cells that share a benchmark (name and options) share a subset and are interleaved together."""
-    from .spec import canonical_json
-
     groups: dict[str, list] = {}
     for cell in cells:
-        groups.setdefault(canonical_json([cell.benchmark, cell.benchmark_options]), []).append(cell)
+        groups.setdefault(cell.benchmark_key(), []).append(cell)
     return groups
 
 

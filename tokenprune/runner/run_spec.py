@@ -123,7 +123,7 @@ def differences(old: list, new: list, where: str) -> list[str]:
 
 
 def _cells(spec: dict) -> list:
-    return [cell_from_dict({k: v for k, v in d.items() if k != "id"}) for d in spec["cells"]]
+    return [cell_from_dict(d) for d in spec["cells"]]
 
 
 def _same(a: dict, b: dict) -> bool:

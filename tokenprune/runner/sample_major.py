@@ -127,7 +127,7 @@ def run_cells(vlm, todo: list, *, warmup: int, progress, max_load: float, plan: 
     depth = len(vlm.decoder_layers)
     for cell, cs in todo:
         try:
-            key = canonical_json([cell.benchmark, cell.benchmark_options])
+            key = cell.benchmark_key()
             if key not in benches:  # cells of one benchmark share its samples (and so their inputs)
                 bench = registry.lookup("benchmarks", cell.benchmark)(**cell.benchmark_options)
                 benches[key] = (bench, list(bench.samples()))

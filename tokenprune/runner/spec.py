@@ -42,6 +42,10 @@ class CellSpec:
     def id(self) -> str:
         return cell_id(self.as_dict())
 
+    def benchmark_key(self) -> str:
+        """Cells with the same key read the same samples: same benchmark, same options."""
+        return canonical_json([self.benchmark, self.benchmark_options])
+
     def budget_label(self) -> str:
         return "all" if self.strategy == "vanilla" else budget_label(self.budget, self.keep_ratio)
 
@@ -65,7 +69,8 @@ def cell_id(spec_dict: dict) -> str:
 
 
 def cell_from_dict(d: dict) -> CellSpec:
-    d = dict(d)
+    """A cell from its as_dict(), or from a spec.json / run.json entry, whose "id" it recomputes."""
+    d = {k: v for k, v in d.items() if k != "id"}
     d["model"] = ModelSpec(**d["model"])
     return CellSpec(**d)
 

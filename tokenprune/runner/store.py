@@ -160,7 +160,7 @@ class RunStore:
             for d in spec["cells"]:
                 if d["id"] not in seen:
                     seen.add(d["id"])
-                    out.append(cell_from_dict({k: v for k, v in d.items() if k != "id"}))
+                    out.append(cell_from_dict(d))
         return out
 
     def latency_plan(self):
@@ -182,6 +182,5 @@ class RunStore:
         out = []
         for spec_path in sorted((self.root / "cells").glob("*/spec.json")):
             spec = json.loads(spec_path.read_text())
-            spec.pop("id", None)
             out.append(CellStore(self.root, cell_from_dict(spec)))
         return out

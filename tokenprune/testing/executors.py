@@ -65,19 +65,22 @@ def _write_broken_data(folder: Path) -> Path:
     return path
 
 
-def run_grid(grid: dict, out: Path, executor: dict) -> tuple[int, str]:
+def run_grid(grid: dict, out: Path, executor: dict) -> tuple[int, dict | str]:
     """`tokenprune run` of ``grid`` with ``executor`` into ``out``: its exit code and its count of cells done,
-    skipped and failed (the executor's returned statuses)."""
+    skipped and failed (the executor's returned statuses, as the run recorded them in invocations.jsonl)."""
     from ..cli import main
+    from ..runner.store import RunStore
 
     out = Path(out)
     path = out.parent / f"{out.name}.yaml"
     path.write_text(yaml.safe_dump({**grid, "executor": executor}))
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):  # the summary table: the stores are what is compared
+    before = len(RunStore(out).invocations())  # a resumed run's directory holds the earlier runs' lines
+    with contextlib.redirect_stdout(io.StringIO()):  # the summary table: the stores are what is compared
         code = main(["run", str(path), "--out", str(out), "--quiet", "--no-report"])
-    counts = [line for line in printed.getvalue().splitlines() if line.startswith("done ")]
-    return code, counts[-1] if counts else "no summary printed"
+    invocations = RunStore(out).invocations()
+    if len(invocations) == before:
+        return code, "no invocation recorded"
+    return code, {key: invocations[-1][key] for key in ("done", "skipped", "failed")}
 
 
 def interrupt(run_dir: Path) -> str:
